@@ -1,0 +1,1 @@
+//! Typed RTMP messages: protocol control, user control, commands, data and media.

@@ -1,0 +1,1 @@
+//! Session state machines: [`server`] answers publishers and players, [`client`] publishes and plays.

@@ -1,0 +1,17 @@
+//! Rill, a live-streaming media server: RTMP ingest, RTMP/HTTP-FLV/WS-FLV delivery with a GOP cache.
+//!
+//! Embedding:
+//! ```no_run
+//! # async fn run() -> Result<(), rill::Error> {
+//! let server = rill::Server::builder(rill::Config::default()).start().await?;
+//! println!("RTMP on {}, HTTP on {}", server.rtmp_addr(), server.http_addr());
+//! server.wait().await;
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod config;
+mod server;
+
+pub use config::Config;
+pub use server::{Error, Server, ServerBuilder, ServerHandle};
