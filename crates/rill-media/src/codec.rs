@@ -1,4 +1,7 @@
 //! Codec identifiers: the legacy FLV ids and the FourCCs of Enhanced RTMP.
+//!
+//! Both signalling schemes map onto the same enums so that the rest of the server never has to
+//! care whether a publisher used the legacy header or the Enhanced RTMP one.
 
 /// A video codec as signalled in an FLV/RTMP video tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,16 +76,311 @@ pub enum Codec {
     Data,
 }
 
+impl Codec {
+    /// Short lowercase name for logs and the API; `"data"` for script data.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Codec::Video(v) => v.name(),
+            Codec::Audio(a) => a.name(),
+            Codec::Data => "data",
+        }
+    }
+}
+
 impl VideoCodec {
     /// Short lowercase name for logs and the API (`"h264"`, `"hevc"`, `"av1"`, ...).
     pub fn name(&self) -> &'static str {
-        todo!()
+        match self {
+            VideoCodec::SorensonH263 => "h263",
+            VideoCodec::ScreenVideo => "screen",
+            VideoCodec::Vp6 => "vp6",
+            VideoCodec::Vp6Alpha => "vp6a",
+            VideoCodec::ScreenVideo2 => "screen2",
+            VideoCodec::Avc => "h264",
+            VideoCodec::Hevc => "hevc",
+            VideoCodec::Av1 => "av1",
+            VideoCodec::Vp9 => "vp9",
+            VideoCodec::Vp8 => "vp8",
+            VideoCodec::Legacy(_) | VideoCodec::FourCc(_) => "unknown",
+        }
+    }
+
+    /// Maps the 4-bit CodecID of a legacy VideoTagHeader. Id 12 is HEVC: not in Adobe's spec, but
+    /// the de facto convention of Chinese CDNs and the encoders that feed them.
+    pub fn from_legacy_id(id: u8) -> VideoCodec {
+        match id {
+            2 => VideoCodec::SorensonH263,
+            3 => VideoCodec::ScreenVideo,
+            4 => VideoCodec::Vp6,
+            5 => VideoCodec::Vp6Alpha,
+            6 => VideoCodec::ScreenVideo2,
+            7 => VideoCodec::Avc,
+            12 => VideoCodec::Hevc,
+            other => VideoCodec::Legacy(other),
+        }
+    }
+
+    /// The legacy CodecID for this codec, if it has one.
+    pub fn legacy_id(&self) -> Option<u8> {
+        match self {
+            VideoCodec::SorensonH263 => Some(2),
+            VideoCodec::ScreenVideo => Some(3),
+            VideoCodec::Vp6 => Some(4),
+            VideoCodec::Vp6Alpha => Some(5),
+            VideoCodec::ScreenVideo2 => Some(6),
+            VideoCodec::Avc => Some(7),
+            VideoCodec::Hevc => Some(12),
+            VideoCodec::Legacy(id) => Some(*id),
+            VideoCodec::Av1 | VideoCodec::Vp9 | VideoCodec::Vp8 | VideoCodec::FourCc(_) => None,
+        }
+    }
+
+    /// Maps an Enhanced RTMP VideoFourCc.
+    pub fn from_fourcc(fourcc: [u8; 4]) -> VideoCodec {
+        match &fourcc {
+            b"avc1" => VideoCodec::Avc,
+            b"hvc1" => VideoCodec::Hevc,
+            b"av01" => VideoCodec::Av1,
+            b"vp09" => VideoCodec::Vp9,
+            b"vp08" => VideoCodec::Vp8,
+            _ => VideoCodec::FourCc(u32::from_be_bytes(fourcc)),
+        }
+    }
+
+    /// The Enhanced RTMP FourCC for this codec; `None` for codecs only the legacy header can carry.
+    pub fn fourcc(&self) -> Option<[u8; 4]> {
+        match self {
+            VideoCodec::Avc => Some(*b"avc1"),
+            VideoCodec::Hevc => Some(*b"hvc1"),
+            VideoCodec::Av1 => Some(*b"av01"),
+            VideoCodec::Vp9 => Some(*b"vp09"),
+            VideoCodec::Vp8 => Some(*b"vp08"),
+            VideoCodec::FourCc(v) => Some(v.to_be_bytes()),
+            _ => None,
+        }
     }
 }
 
 impl AudioCodec {
     /// Short lowercase name for logs and the API (`"aac"`, `"mp3"`, `"opus"`, ...).
     pub fn name(&self) -> &'static str {
-        todo!()
+        match self {
+            AudioCodec::LinearPcmPlatform => "pcm",
+            AudioCodec::Adpcm => "adpcm",
+            AudioCodec::Mp3 => "mp3",
+            AudioCodec::LinearPcmLe => "pcm_le",
+            AudioCodec::Nellymoser => "nellymoser",
+            AudioCodec::G711A => "g711a",
+            AudioCodec::G711U => "g711u",
+            AudioCodec::Aac => "aac",
+            AudioCodec::Speex => "speex",
+            AudioCodec::Opus => "opus",
+            AudioCodec::Flac => "flac",
+            AudioCodec::Ac3 => "ac3",
+            AudioCodec::Eac3 => "eac3",
+            AudioCodec::Legacy(_) | AudioCodec::FourCc(_) => "unknown",
+        }
+    }
+
+    /// Maps the 4-bit SoundFormat of a legacy AudioTagHeader. Format 9 is not a codec (it announces
+    /// the Enhanced RTMP ExAudioTagHeader), so it maps to `Legacy(9)`.
+    pub fn from_sound_format(format: u8) -> AudioCodec {
+        match format {
+            0 => AudioCodec::LinearPcmPlatform,
+            1 => AudioCodec::Adpcm,
+            2 | 14 => AudioCodec::Mp3,
+            3 => AudioCodec::LinearPcmLe,
+            4..=6 => AudioCodec::Nellymoser,
+            7 => AudioCodec::G711A,
+            8 => AudioCodec::G711U,
+            10 => AudioCodec::Aac,
+            11 => AudioCodec::Speex,
+            other => AudioCodec::Legacy(other),
+        }
+    }
+
+    /// The legacy SoundFormat for this codec, if it has one (Nellymoser maps to 6, the generic
+    /// variant; MP3 to 2).
+    pub fn sound_format(&self) -> Option<u8> {
+        match self {
+            AudioCodec::LinearPcmPlatform => Some(0),
+            AudioCodec::Adpcm => Some(1),
+            AudioCodec::Mp3 => Some(2),
+            AudioCodec::LinearPcmLe => Some(3),
+            AudioCodec::Nellymoser => Some(6),
+            AudioCodec::G711A => Some(7),
+            AudioCodec::G711U => Some(8),
+            AudioCodec::Aac => Some(10),
+            AudioCodec::Speex => Some(11),
+            AudioCodec::Legacy(f) => Some(*f),
+            AudioCodec::Opus
+            | AudioCodec::Flac
+            | AudioCodec::Ac3
+            | AudioCodec::Eac3
+            | AudioCodec::FourCc(_) => None,
+        }
+    }
+
+    /// Maps an Enhanced RTMP AudioFourCc.
+    pub fn from_fourcc(fourcc: [u8; 4]) -> AudioCodec {
+        match &fourcc {
+            b"Opus" => AudioCodec::Opus,
+            b"fLaC" => AudioCodec::Flac,
+            b"ac-3" => AudioCodec::Ac3,
+            b"ec-3" => AudioCodec::Eac3,
+            b"mp4a" => AudioCodec::Aac,
+            b".mp3" => AudioCodec::Mp3,
+            _ => AudioCodec::FourCc(u32::from_be_bytes(fourcc)),
+        }
+    }
+
+    /// The Enhanced RTMP FourCC for this codec; `None` for codecs only the legacy header can carry.
+    pub fn fourcc(&self) -> Option<[u8; 4]> {
+        match self {
+            AudioCodec::Opus => Some(*b"Opus"),
+            AudioCodec::Flac => Some(*b"fLaC"),
+            AudioCodec::Ac3 => Some(*b"ac-3"),
+            AudioCodec::Eac3 => Some(*b"ec-3"),
+            AudioCodec::Aac => Some(*b"mp4a"),
+            AudioCodec::Mp3 => Some(*b".mp3"),
+            AudioCodec::FourCc(v) => Some(v.to_be_bytes()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_names() {
+        let cases = [
+            (VideoCodec::SorensonH263, "h263"),
+            (VideoCodec::ScreenVideo, "screen"),
+            (VideoCodec::Vp6, "vp6"),
+            (VideoCodec::Vp6Alpha, "vp6a"),
+            (VideoCodec::ScreenVideo2, "screen2"),
+            (VideoCodec::Avc, "h264"),
+            (VideoCodec::Hevc, "hevc"),
+            (VideoCodec::Av1, "av1"),
+            (VideoCodec::Vp9, "vp9"),
+            (VideoCodec::Vp8, "vp8"),
+            (VideoCodec::Legacy(9), "unknown"),
+            (VideoCodec::FourCc(0x6162_6364), "unknown"),
+        ];
+        for (codec, name) in cases {
+            assert_eq!(codec.name(), name, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn audio_names() {
+        let cases = [
+            (AudioCodec::LinearPcmPlatform, "pcm"),
+            (AudioCodec::Adpcm, "adpcm"),
+            (AudioCodec::Mp3, "mp3"),
+            (AudioCodec::LinearPcmLe, "pcm_le"),
+            (AudioCodec::Nellymoser, "nellymoser"),
+            (AudioCodec::G711A, "g711a"),
+            (AudioCodec::G711U, "g711u"),
+            (AudioCodec::Aac, "aac"),
+            (AudioCodec::Speex, "speex"),
+            (AudioCodec::Opus, "opus"),
+            (AudioCodec::Flac, "flac"),
+            (AudioCodec::Ac3, "ac3"),
+            (AudioCodec::Eac3, "eac3"),
+            (AudioCodec::Legacy(13), "unknown"),
+            (AudioCodec::FourCc(1), "unknown"),
+        ];
+        for (codec, name) in cases {
+            assert_eq!(codec.name(), name, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn codec_names() {
+        assert_eq!(Codec::Video(VideoCodec::Avc).name(), "h264");
+        assert_eq!(Codec::Audio(AudioCodec::Opus).name(), "opus");
+        assert_eq!(Codec::Data.name(), "data");
+    }
+
+    #[test]
+    fn legacy_video_ids() {
+        assert_eq!(VideoCodec::from_legacy_id(2), VideoCodec::SorensonH263);
+        assert_eq!(VideoCodec::from_legacy_id(3), VideoCodec::ScreenVideo);
+        assert_eq!(VideoCodec::from_legacy_id(4), VideoCodec::Vp6);
+        assert_eq!(VideoCodec::from_legacy_id(5), VideoCodec::Vp6Alpha);
+        assert_eq!(VideoCodec::from_legacy_id(6), VideoCodec::ScreenVideo2);
+        assert_eq!(VideoCodec::from_legacy_id(7), VideoCodec::Avc);
+        assert_eq!(VideoCodec::from_legacy_id(12), VideoCodec::Hevc);
+        assert_eq!(VideoCodec::from_legacy_id(0), VideoCodec::Legacy(0));
+        assert_eq!(VideoCodec::from_legacy_id(13), VideoCodec::Legacy(13));
+        for id in 0..16u8 {
+            assert_eq!(VideoCodec::from_legacy_id(id).legacy_id(), Some(id));
+        }
+        assert_eq!(VideoCodec::Av1.legacy_id(), None);
+    }
+
+    #[test]
+    fn video_fourccs_round_trip() {
+        for (cc, codec) in [
+            (*b"avc1", VideoCodec::Avc),
+            (*b"hvc1", VideoCodec::Hevc),
+            (*b"av01", VideoCodec::Av1),
+            (*b"vp09", VideoCodec::Vp9),
+            (*b"vp08", VideoCodec::Vp8),
+            (*b"xyz1", VideoCodec::FourCc(0x7879_7A31)),
+        ] {
+            assert_eq!(VideoCodec::from_fourcc(cc), codec);
+            assert_eq!(codec.fourcc(), Some(cc));
+        }
+        assert_eq!(VideoCodec::Vp6.fourcc(), None);
+        assert_eq!(VideoCodec::Legacy(1).fourcc(), None);
+    }
+
+    #[test]
+    fn sound_formats() {
+        let cases = [
+            (0, AudioCodec::LinearPcmPlatform),
+            (1, AudioCodec::Adpcm),
+            (2, AudioCodec::Mp3),
+            (3, AudioCodec::LinearPcmLe),
+            (4, AudioCodec::Nellymoser),
+            (5, AudioCodec::Nellymoser),
+            (6, AudioCodec::Nellymoser),
+            (7, AudioCodec::G711A),
+            (8, AudioCodec::G711U),
+            (9, AudioCodec::Legacy(9)),
+            (10, AudioCodec::Aac),
+            (11, AudioCodec::Speex),
+            (12, AudioCodec::Legacy(12)),
+            (13, AudioCodec::Legacy(13)),
+            (14, AudioCodec::Mp3),
+            (15, AudioCodec::Legacy(15)),
+        ];
+        for (format, codec) in cases {
+            assert_eq!(AudioCodec::from_sound_format(format), codec, "{format}");
+            let back = codec.sound_format().unwrap();
+            assert_eq!(AudioCodec::from_sound_format(back), codec);
+        }
+        assert_eq!(AudioCodec::Opus.sound_format(), None);
+    }
+
+    #[test]
+    fn audio_fourccs_round_trip() {
+        for (cc, codec) in [
+            (*b"Opus", AudioCodec::Opus),
+            (*b"fLaC", AudioCodec::Flac),
+            (*b"ac-3", AudioCodec::Ac3),
+            (*b"ec-3", AudioCodec::Eac3),
+            (*b"mp4a", AudioCodec::Aac),
+            (*b".mp3", AudioCodec::Mp3),
+            (*b"opus", AudioCodec::FourCc(0x6F70_7573)),
+        ] {
+            assert_eq!(AudioCodec::from_fourcc(cc), codec);
+            assert_eq!(codec.fourcc(), Some(cc));
+        }
+        assert_eq!(AudioCodec::Speex.fourcc(), None);
     }
 }

@@ -8,4 +8,5 @@ pub mod flv;
 pub mod frame;
 
 pub use codec::{AudioCodec, Codec, VideoCodec};
+pub use flv::{FlvDemuxer, FlvError, FlvTag};
 pub use frame::{Frame, FrameKind};
