@@ -1,40 +1,108 @@
-//! Typed configuration with Node-Media-Server compatible key names.
+//! Typed configuration. Key names follow Node-Media-Server (`[rtmp] port, chunk_size, gop_cache,
+//! ping, ping_timeout`, `[http] port, mediaroot, allow_origin`), with Rill's own limits beside them.
+//! Every key has a default, so no file at all is a working configuration.
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// The whole configuration. Every field has a default, so an empty file (or none) works.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[rtmp]`: the RTMP listener and sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RtmpConfig {
-    /// Address to bind (default all interfaces).
+    /// Address to bind.
     pub host: String,
     pub port: u16,
+    /// Outgoing chunk size (NMS default 60000).
+    pub chunk_size: u32,
+    /// Keep the last GOP so that viewers start at once.
+    pub gop_cache: bool,
+    /// Seconds between pings to each client (0 disables).
+    pub ping: u64,
+    /// Seconds of silence after which a client is dropped (0 disables).
+    pub ping_timeout: u64,
+    /// Seconds without media after which a publisher may be replaced by a newcomer.
+    pub publisher_idle_timeout: u64,
+    /// Seconds a client has to complete the handshake and connect.
+    pub handshake_timeout: u64,
+    /// Largest RTMP message accepted, in bytes.
+    pub max_message_size: u32,
+    /// Largest chunk size a peer may set.
+    pub max_chunk_size: u32,
+    /// Most simultaneous RTMP connections.
+    pub max_connections: usize,
+    /// Upper bound of the GOP cache in bytes.
+    pub gop_cache_max_bytes: usize,
+    /// Upper bound of the GOP cache in frames.
+    pub gop_cache_max_frames: usize,
+    /// Frames a viewer may fall behind before it skips to the next keyframe.
+    pub viewer_queue: usize,
 }
 
 impl Default for RtmpConfig {
     fn default() -> Self {
-        RtmpConfig { host: "0.0.0.0".into(), port: 1935 }
+        RtmpConfig {
+            host: "0.0.0.0".into(),
+            port: 1935,
+            chunk_size: 60000,
+            gop_cache: true,
+            ping: 30,
+            ping_timeout: 60,
+            publisher_idle_timeout: 5,
+            handshake_timeout: 10,
+            max_message_size: 16 * 1024 * 1024,
+            max_chunk_size: 16 * 1024 * 1024,
+            max_connections: 10_000,
+            gop_cache_max_bytes: 64 * 1024 * 1024,
+            gop_cache_max_frames: 8192,
+            viewer_queue: 1024,
+        }
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[http]`: HTTP-FLV, WS-FLV (and later HLS, API).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub host: String,
     pub port: u16,
+    /// Directory for files the server writes and serves (HLS, recordings).
+    pub mediaroot: String,
+    /// `Access-Control-Allow-Origin` on media responses (empty disables CORS headers).
+    pub allow_origin: String,
+    /// Most simultaneous HTTP connections.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { host: "0.0.0.0".into(), port: 8000 }
+        HttpConfig {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            mediaroot: "./media".into(),
+            allow_origin: "*".into(),
+            max_connections: 10_000,
+        }
     }
+}
+
+/// A configuration that cannot be used, with the key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: `{key}` {problem}")]
+    Invalid { path: String, key: &'static str, problem: String },
 }
 
 impl Config {
@@ -46,5 +114,111 @@ impl Config {
         c.http.host = "127.0.0.1".into();
         c.http.port = 0;
         c
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        Config::from_toml(&text, &shown)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// The default configuration as TOML (what `rill --print-config` shows).
+    pub fn default_toml() -> String {
+        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, problem: String| {
+            Err(ConfigError::Invalid { path: origin.to_owned(), key, problem })
+        };
+        let r = &self.rtmp;
+        if !(128..=16_777_215).contains(&r.chunk_size) {
+            return bad("rtmp.chunk_size", format!("must be 128..=16777215, not {}", r.chunk_size));
+        }
+        if r.max_message_size < 1024 {
+            return bad("rtmp.max_message_size", "must be at least 1024".into());
+        }
+        if r.max_chunk_size < 128 {
+            return bad("rtmp.max_chunk_size", "must be at least 128".into());
+        }
+        if r.viewer_queue < 16 {
+            return bad("rtmp.viewer_queue", "must be at least 16".into());
+        }
+        if r.ping_timeout != 0 && r.ping != 0 && r.ping_timeout <= r.ping {
+            return bad("rtmp.ping_timeout", "must be longer than rtmp.ping".into());
+        }
+        if r.handshake_timeout == 0 {
+            return bad("rtmp.handshake_timeout", "must be at least 1 second".into());
+        }
+        if r.max_connections == 0 {
+            return bad("rtmp.max_connections", "must be at least 1".into());
+        }
+        if self.http.max_connections == 0 {
+            return bad("http.max_connections", "must be at least 1".into());
+        }
+        for (key, host) in [("rtmp.host", &r.host), ("http.host", &self.http.host)] {
+            if host.parse::<std::net::IpAddr>().is_err() {
+                return bad(key, format!("must be an IP address, not {host:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::from_toml("", "t").unwrap(), Config::default());
+        assert_eq!(Config::default().rtmp.port, 1935);
+        assert_eq!(Config::default().http.port, 8000);
+    }
+
+    #[test]
+    fn nms_keys_are_read() {
+        let c = Config::from_toml(
+            "[rtmp]\nport = 1936\nchunk_size = 4096\ngop_cache = false\nping = 10\nping_timeout = 20\n\
+             [http]\nport = 8080\nmediaroot = \"/tmp/m\"\nallow_origin = \"https://a.example\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!((c.rtmp.port, c.rtmp.chunk_size, c.rtmp.gop_cache), (1936, 4096, false));
+        assert_eq!((c.rtmp.ping, c.rtmp.ping_timeout), (10, 20));
+        assert_eq!((c.http.port, c.http.mediaroot.as_str()), (8080, "/tmp/m"));
+        assert_eq!(c.http.allow_origin, "https://a.example");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = Config::from_toml("[rtmp]\nchunksize = 4096\n", "rill.toml").unwrap_err().to_string();
+        assert!(e.contains("chunksize") && e.contains("rill.toml"), "{e}");
+        let e = Config::from_toml("[rtmp]\nport = \"x\"\n", "rill.toml").unwrap_err().to_string();
+        assert!(e.contains("port"), "{e}");
+        let e = Config::from_toml("[rtmp]\nchunk_size = 1\n", "rill.toml").unwrap_err().to_string();
+        assert!(e.contains("rtmp.chunk_size"), "{e}");
+        let e = Config::from_toml("[http]\nhost = \"nowhere\"\n", "rill.toml").unwrap_err().to_string();
+        assert!(e.contains("http.host"), "{e}");
+        let e = Config::from_toml("[rtmp]\nping = 30\nping_timeout = 10\n", "r").unwrap_err().to_string();
+        assert!(e.contains("rtmp.ping_timeout"), "{e}");
+    }
+
+    #[test]
+    fn default_toml_round_trips() {
+        assert_eq!(Config::from_toml(&Config::default_toml(), "t").unwrap(), Config::default());
     }
 }

@@ -11,7 +11,11 @@
 
 pub mod client;
 pub mod config;
+pub mod hub;
+mod http;
+mod io;
+mod rtmp;
 mod server;
 
 pub use config::Config;
-pub use server::{Error, Server, ServerBuilder, ServerHandle};
+pub use server::{Context, Error, Server, ServerBuilder, ServerHandle};

@@ -1,15 +1,44 @@
-//! Server start-up and handle.
+//! Server start-up, the shared [`Context`], and the [`ServerHandle`] an embedding program holds.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::hub::{Hub, HubConfig, StreamLimits};
 
+/// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
+/// What every task of the server shares.
+#[derive(Debug)]
+pub struct Context {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    next_id: AtomicU64,
+}
+
+impl Context {
+    /// A new session id, unique for the life of the process.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Entry point of the library.
 pub struct Server;
 
 impl Server {
@@ -18,42 +47,91 @@ impl Server {
     }
 }
 
+/// Configures and starts a server.
 pub struct ServerBuilder {
     config: Config,
 }
 
 impl ServerBuilder {
-    /// Binds the listeners and starts serving.
+    /// Validates the configuration, binds the listeners and starts serving.
     pub async fn start(self) -> Result<ServerHandle, Error> {
-        let _ = self.config;
-        todo!()
+        let config = self.config;
+        config.validate("configuration")?;
+        let r = &config.rtmp;
+        let hub = Hub::new(HubConfig {
+            limits: StreamLimits {
+                gop_cache: r.gop_cache,
+                gop_max_bytes: r.gop_cache_max_bytes,
+                gop_max_frames: r.gop_cache_max_frames,
+                queue: r.viewer_queue,
+                chunk_size: r.chunk_size,
+            },
+            publisher_idle_timeout: Duration::from_secs(r.publisher_idle_timeout),
+        });
+        let rtmp_listener = bind("RTMP", &r.host, r.port).await?;
+        let http_listener = bind("HTTP", &config.http.host, config.http.port).await?;
+        let rtmp_addr = local_addr("RTMP", &rtmp_listener)?;
+        let http_addr = local_addr("HTTP", &http_listener)?;
+        let ctx = Arc::new(Context {
+            config,
+            hub,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_id: AtomicU64::new(1),
+        });
+        ctx.tasks.spawn(crate::rtmp::serve(rtmp_listener, ctx.clone()));
+        ctx.tasks.spawn(crate::http::serve(http_listener, ctx.clone()));
+        tracing::info!(rtmp = %rtmp_addr, http = %http_addr, "rill {} listening", env!("CARGO_PKG_VERSION"));
+        Ok(ServerHandle { rtmp_addr, http_addr, ctx })
     }
+}
+
+async fn bind(what: &'static str, host: &str, port: u16) -> Result<TcpListener, Error> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr).await.map_err(|source| Error::Bind { what, addr, source })
+}
+
+fn local_addr(what: &'static str, l: &TcpListener) -> Result<SocketAddr, Error> {
+    l.local_addr().map_err(|source| Error::Bind { what, addr: "?".into(), source })
 }
 
 /// A running server.
 pub struct ServerHandle {
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
+    ctx: Arc<Context>,
 }
 
 impl ServerHandle {
     pub fn rtmp_addr(&self) -> SocketAddr {
         self.rtmp_addr
     }
+
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
+
+    /// The stream hub, for inspection.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.ctx.hub
+    }
+
     /// True while `app/stream` has a publisher.
     pub fn is_publishing(&self, app: &str, stream: &str) -> bool {
-        let _ = (app, stream);
-        todo!()
+        self.ctx.hub.stream(app, stream).is_some_and(|s| s.is_live())
     }
-    /// Stops accepting, closes every session, and waits for the tasks to end.
+
+    /// Stops accepting, closes every session, and waits (up to 10 s) for the tasks to end.
     pub async fn shutdown(self) {
-        todo!()
+        self.ctx.shutdown.cancel();
+        self.ctx.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.ctx.tasks.wait()).await.is_err() {
+            tracing::warn!("some sessions did not end within 10 s of shutdown");
+        }
     }
-    /// Waits until the server stops (after [`ServerHandle::shutdown`] or a fatal error).
+
+    /// Waits until the server is shut down.
     pub async fn wait(&self) {
-        todo!()
+        self.ctx.shutdown.cancelled().await;
     }
 }

@@ -1,0 +1,46 @@
+//! The HTTP listener and router: HTTP-FLV and WS-FLV on `/{app}/{stream}.flv`, CORS as configured,
+//! 404 for unknown paths and 405 for wrong methods.
+
+mod flv;
+mod listener;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::server::Context;
+
+/// Builds the router.
+pub fn router(ctx: Arc<Context>) -> Router {
+    let origin = ctx.config.http.allow_origin.clone();
+    let router = Router::new()
+        .route("/{app}/{file}", get(flv::play))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(ctx);
+    if origin.is_empty() {
+        return router;
+    }
+    let allow = if origin == "*" {
+        AllowOrigin::any()
+    } else {
+        match HeaderValue::from_str(&origin) {
+            Ok(v) => AllowOrigin::exact(v),
+            Err(_) => return router,
+        }
+    };
+    router.layer(CorsLayer::new().allow_origin(allow))
+}
+
+/// Serves until shutdown.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+    let shutdown = ctx.shutdown.clone();
+    let listener = listener::Limited::new(listener, ctx.config.http.max_connections);
+    let app = router(ctx).into_make_service_with_connect_info::<listener::Peer>();
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!(error = %e, "http server failed");
+    }
+}

@@ -1,0 +1,264 @@
+//! One live stream: its publisher slot, metadata, sequence headers, GOP cache, and the bounded
+//! broadcast ring its viewers read from.
+//!
+//! The publisher pushes under the stream's lock and never waits for a viewer: `broadcast` overwrites
+//! the oldest entry when a viewer is behind, and that viewer notices (`Lagged`) and skips to the next
+//! keyframe. Joining snapshots the cached state and subscribes under the same lock, so a viewer gets
+//! every frame exactly once.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rill_media::{Frame, FrameKind};
+use rill_rtmp::amf0;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::frame::HubFrame;
+use super::gop::GopCache;
+
+/// What a viewer receives.
+#[derive(Debug, Clone)]
+pub enum Packet {
+    Frame(Arc<HubFrame>),
+    /// A publisher started (sent to viewers already waiting).
+    Publish,
+    /// The publisher left; viewers stay and wait for the next one.
+    Unpublish,
+}
+
+/// Which tracks the stream carries, from metadata and sequence headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tracks {
+    pub audio: bool,
+    pub video: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct PublisherSlot {
+    pub session_id: u64,
+    pub kick: CancellationToken,
+    pub last_media: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct StreamInner {
+    pub publisher: Option<PublisherSlot>,
+    pub viewers: usize,
+    metadata: Option<Arc<HubFrame>>,
+    video_seq: Option<Arc<HubFrame>>,
+    audio_seq: Option<Arc<HubFrame>>,
+    gop: GopCache,
+    tracks: Tracks,
+    /// Added to incoming timestamps so that a republish continues where the last one ended.
+    ts_offset: u32,
+    /// Set at republish: the next frame fixes `ts_offset`.
+    rebase_from: Option<u32>,
+    last_ts: Option<u32>,
+}
+
+/// Settings every stream shares.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub gop_cache: bool,
+    pub gop_max_bytes: usize,
+    pub gop_max_frames: usize,
+    pub queue: usize,
+    pub chunk_size: u32,
+}
+
+/// A live stream (`app/name`).
+#[derive(Debug)]
+pub struct Stream {
+    pub app: String,
+    pub name: String,
+    limits: StreamLimits,
+    inner: Mutex<StreamInner>,
+    tx: broadcast::Sender<Packet>,
+}
+
+impl Stream {
+    pub(super) fn new(app: &str, name: &str, limits: StreamLimits) -> Self {
+        let (tx, _) = broadcast::channel(limits.queue);
+        Stream {
+            app: app.to_owned(),
+            name: name.to_owned(),
+            limits,
+            inner: Mutex::new(StreamInner {
+                publisher: None,
+                viewers: 0,
+                metadata: None,
+                video_seq: None,
+                audio_seq: None,
+                gop: GopCache::new(limits.gop_max_bytes, limits.gop_max_frames),
+                tracks: Tracks::default(),
+                ts_offset: 0,
+                rebase_from: None,
+                last_ts: None,
+            }),
+            tx,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, StreamInner> {
+        // A panic while holding the lock cannot leave the stream half-updated in a way that matters
+        // more than losing the stream, so a poisoned lock is used as is.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `/app/name`.
+    pub fn path(&self) -> String {
+        format!("/{}/{}", self.app, self.name)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.lock().publisher.is_some()
+    }
+
+    pub fn tracks(&self) -> Tracks {
+        self.lock().tracks
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.lock().viewers
+    }
+
+    /// Bytes and frames in the GOP cache.
+    pub fn gop_size(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.gop.bytes(), g.gop.len())
+    }
+
+    /// Takes the publisher slot (the caller checked it is free or stale).
+    pub(super) fn start_publish(inner: &mut StreamInner, slot: PublisherSlot, tx: &broadcast::Sender<Packet>) {
+        inner.publisher = Some(slot);
+        inner.metadata = None;
+        inner.video_seq = None;
+        inner.audio_seq = None;
+        inner.gop.clear();
+        inner.tracks = Tracks::default();
+        inner.rebase_from = inner.last_ts.map(|t| t.wrapping_add(1));
+        let _ = tx.send(Packet::Publish);
+    }
+
+    pub(super) fn sender(&self) -> &broadcast::Sender<Packet> {
+        &self.tx
+    }
+
+    /// Ends the publish of `session_id` (no-op if another publisher took over).
+    pub(super) fn end_publish(&self, session_id: u64) -> bool {
+        let mut inner = self.lock();
+        if inner.publisher.as_ref().map(|p| p.session_id) != Some(session_id) {
+            return false;
+        }
+        inner.publisher = None;
+        inner.gop.clear();
+        let _ = self.tx.send(Packet::Unpublish);
+        true
+    }
+
+    /// Adds a frame from the publisher `session_id`: updates the cached state and sends it to
+    /// every viewer. Returns false if that session no longer owns the stream.
+    pub fn push(&self, session_id: u64, mut frame: Frame) -> bool {
+        let mut inner = self.lock();
+        let Some(slot) = inner.publisher.as_mut() else { return false };
+        if slot.session_id != session_id {
+            return false;
+        }
+        if frame.kind != FrameKind::Metadata {
+            slot.last_media = Instant::now();
+        }
+        if let Some(from) = inner.rebase_from.take() {
+            inner.ts_offset = from.wrapping_sub(frame.timestamp);
+        }
+        frame.timestamp = frame.timestamp.wrapping_add(inner.ts_offset);
+        inner.last_ts = Some(frame.timestamp);
+        let hf = Arc::new(HubFrame::new(frame, self.limits.chunk_size));
+        let f = &hf.frame;
+        match f.kind {
+            FrameKind::Metadata => {
+                let (audio, video) = metadata_tracks(&f.payload);
+                inner.tracks.audio |= audio;
+                inner.tracks.video |= video;
+                inner.metadata = Some(hf.clone());
+            }
+            FrameKind::Video if f.sequence_header => {
+                inner.tracks.video = true;
+                if inner.video_seq.as_ref().map(|s| &s.frame.payload) != Some(&f.payload) {
+                    // A new codec configuration invalidates the cached pictures.
+                    inner.gop.clear();
+                }
+                inner.video_seq = Some(hf.clone());
+            }
+            FrameKind::Audio if f.sequence_header => {
+                inner.tracks.audio = true;
+                inner.audio_seq = Some(hf.clone());
+            }
+            kind => {
+                if kind == FrameKind::Video {
+                    inner.tracks.video = true;
+                } else {
+                    inner.tracks.audio = true;
+                }
+                if self.limits.gop_cache {
+                    let has_video = inner.tracks.video;
+                    inner.gop.push(&hf, has_video);
+                }
+            }
+        }
+        let _ = self.tx.send(Packet::Frame(hf));
+        true
+    }
+
+    /// Whether the publisher `session_id` has been silent for `idle` (a dead session lingering).
+    pub(super) fn publisher_idle(inner: &StreamInner, idle: Duration) -> bool {
+        inner.publisher.as_ref().is_some_and(|p| p.last_media.elapsed() >= idle)
+    }
+
+    /// Joins as a viewer: the snapshot of what a new viewer needs first, and the live ring.
+    pub(super) fn join(self: &Arc<Self>) -> (VecDeque<Packet>, broadcast::Receiver<Packet>) {
+        let mut inner = self.lock();
+        inner.viewers += 1;
+        let rx = self.tx.subscribe();
+        let mut backlog = VecDeque::new();
+        if inner.publisher.is_some() {
+            for f in [&inner.metadata, &inner.video_seq, &inner.audio_seq].into_iter().flatten() {
+                backlog.push_back(Packet::Frame(f.clone()));
+            }
+            backlog.extend(inner.gop.frames().map(|f| Packet::Frame(f.clone())));
+        }
+        (backlog, rx)
+    }
+
+    pub(super) fn leave(&self) -> bool {
+        let mut inner = self.lock();
+        inner.viewers = inner.viewers.saturating_sub(1);
+        inner.viewers == 0 && inner.publisher.is_none()
+    }
+
+    /// The current video sequence header, to resend after a viewer skipped frames.
+    pub(super) fn video_sequence_header(&self) -> Option<Arc<HubFrame>> {
+        self.lock().video_seq.clone()
+    }
+}
+
+/// Reads `hasAudio`/`hasVideo`/`audiocodecid`/`videocodecid` from an `onMetaData` payload.
+fn metadata_tracks(payload: &[u8]) -> (bool, bool) {
+    use amf0::Amf0Value;
+    let Ok(values) = amf0::decode_all(payload) else { return (false, false) };
+    let props = values.iter().find(|v| {
+        let v = match v {
+            Amf0Value::Amf3(inner) => inner.as_ref(),
+            v => v,
+        };
+        matches!(v, Amf0Value::Object(_) | Amf0Value::EcmaArray(_))
+    });
+    let Some(props) = props else { return (false, false) };
+    let has = |flag: &str, id: &str| {
+        let flagged = props.get(flag).and_then(|v| v.as_bool()).unwrap_or(false);
+        let codec = props.get(id).is_some_and(|v| !matches!(v, Amf0Value::Null | Amf0Value::Undefined));
+        flagged || codec
+    };
+    (has("hasAudio", "audiocodecid"), has("hasVideo", "videocodecid"))
+}

@@ -1,0 +1,137 @@
+//! Hub behaviour without sockets: publishing, joining, replacing, lagging.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_media::{Frame, FrameKind};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+fn hub(queue: usize, idle: Duration) -> Arc<Hub> {
+    Hub::new(HubConfig {
+        limits: StreamLimits {
+            gop_cache: true,
+            gop_max_bytes: 1 << 20,
+            gop_max_frames: 1000,
+            queue,
+            chunk_size: 4096,
+        },
+        publisher_idle_timeout: idle,
+    })
+}
+
+fn video(ts: u32, body: &'static [u8]) -> Frame {
+    Frame::from_flv_body(FrameKind::Video, ts, Bytes::from_static(body)).unwrap()
+}
+
+const SEQ: &[u8] = b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f";
+const KEY: &[u8] = b"\x17\x01\x00\x00\x00key";
+const INTER: &[u8] = b"\x27\x01\x00\x00\x00inter";
+
+fn ts_of(p: &Packet) -> Option<u32> {
+    match p {
+        Packet::Frame(f) => Some(f.frame.timestamp),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn late_viewer_gets_sequence_header_then_gop() {
+    let hub = hub(64, Duration::from_secs(5));
+    let publisher = hub.publish("live", "a", 1, CancellationToken::new()).unwrap();
+    publisher.push(video(0, SEQ));
+    publisher.push(video(0, KEY));
+    publisher.push(video(33, INTER));
+    publisher.push(video(66, KEY));
+    publisher.push(video(99, INTER));
+    let mut sub = hub.subscribe("live", "a");
+    let first = sub.recv().await.unwrap();
+    assert!(matches!(&first, Packet::Frame(f) if f.frame.sequence_header));
+    let p = sub.recv().await.unwrap();
+    assert!(matches!(&p, Packet::Frame(f) if f.frame.is_video_keyframe() && f.frame.timestamp == 66));
+    assert_eq!(ts_of(&sub.recv().await.unwrap()), Some(99));
+    publisher.push(video(133, INTER));
+    assert_eq!(ts_of(&sub.recv().await.unwrap()), Some(133));
+    assert!(sub.try_recv().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn second_publisher_refused_unless_first_is_idle() {
+    let hub = hub(64, Duration::from_millis(100));
+    let kick = CancellationToken::new();
+    let first = hub.publish("live", "a", 1, kick.clone()).unwrap();
+    first.push(video(0, KEY));
+    assert_eq!(
+        hub.publish("live", "a", 2, CancellationToken::new()).unwrap_err(),
+        PublishError::AlreadyPublishing("/live/a".into())
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = hub.publish("live", "a", 2, CancellationToken::new()).unwrap();
+    assert!(kick.is_cancelled(), "the idle publisher is told to go");
+    assert!(!first.push(video(40, KEY)), "the replaced publisher can no longer push");
+    drop(first);
+    assert!(hub.stream("live", "a").unwrap().is_live(), "dropping the old one must not unpublish the new");
+    drop(second);
+    assert!(hub.stream("live", "a").is_none(), "no publisher, no viewer: removed");
+}
+
+#[tokio::test]
+async fn viewer_waits_and_survives_republish_with_continuing_timestamps() {
+    let hub = hub(64, Duration::from_secs(5));
+    let mut sub = hub.subscribe("live", "a");
+    let p = hub.publish("live", "a", 1, CancellationToken::new()).unwrap();
+    assert!(matches!(sub.recv().await.unwrap(), Packet::Publish));
+    p.push(video(1000, KEY));
+    assert_eq!(ts_of(&sub.recv().await.unwrap()), Some(1000));
+    drop(p);
+    assert!(matches!(sub.recv().await.unwrap(), Packet::Unpublish));
+    assert!(hub.stream("live", "a").is_some(), "a waiting viewer keeps the stream");
+    let p = hub.publish("live", "a", 2, CancellationToken::new()).unwrap();
+    p.push(video(0, KEY));
+    assert!(matches!(sub.recv().await.unwrap(), Packet::Publish));
+    assert_eq!(ts_of(&sub.recv().await.unwrap()), Some(1001), "timestamps continue across republish");
+}
+
+#[tokio::test]
+async fn slow_viewer_skips_to_next_keyframe_and_publisher_never_waits() {
+    let hub = hub(16, Duration::from_secs(5));
+    let p = hub.publish("live", "a", 1, CancellationToken::new()).unwrap();
+    let mut slow = hub.subscribe("live", "a");
+    p.push(video(0, SEQ));
+    for i in 0..40 {
+        p.push(video(i * 33, if i == 0 { KEY } else { INTER }));
+    }
+    p.push(video(40 * 33, KEY));
+    p.push(video(41 * 33, INTER));
+    let mut got = Vec::new();
+    while let Some(pk) = slow.try_recv().unwrap() {
+        got.push(pk);
+    }
+    let first = got.iter().find_map(ts_of).unwrap();
+    assert_eq!(first, 40 * 33, "after the lag the viewer resumes at the keyframe");
+    assert!(hub.counters.frames_dropped.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
+async fn viewer_that_keeps_lagging_is_dropped() {
+    let hub = hub(16, Duration::from_secs(5));
+    let p = hub.publish("live", "a", 1, CancellationToken::new()).unwrap();
+    let mut slow = hub.subscribe("live", "a");
+    let mut ended = None;
+    for round in 0..10u32 {
+        for i in 0..40 {
+            p.push(video(round * 10_000 + i, KEY));
+        }
+        match slow.try_recv() {
+            Err(e) => {
+                ended = Some(e);
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert_eq!(ended, Some(ViewerEnd::TooSlow));
+    assert_eq!(hub.counters.viewers_dropped.load(Ordering::Relaxed), 1);
+}

@@ -1,0 +1,308 @@
+//! One RTMP connection: the async shell around `rill_rtmp::session::server::ServerSession`.
+//!
+//! It moves bytes, asks the hub for publish/play rights, and writes frames to players in batches
+//! (one vectored write for whatever is ready). Every way out of [`run`] ends in one log line with
+//! the reason; dropping the publisher/subscription handles unpublishes and leaves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rill_media::{Frame, FrameKind};
+use rill_rtmp::chunk::ChunkLimits;
+use rill_rtmp::session::server::{ServerEvent, ServerSession, ServerSessionConfig};
+use rill_rtmp::session::MediaKind;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::play::Player;
+use crate::hub::{Publisher, ViewerEnd};
+use crate::io::write_all_vectored;
+use crate::server::Context;
+
+/// Most packets gathered into one write.
+const MAX_BATCH: usize = 64;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Runs a connection to its end and logs why it ended.
+pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let id = ctx.next_session_id();
+    let span = tracing::info_span!("rtmp", id, %peer);
+    async move {
+        tracing::debug!("connection accepted");
+        let mut conn = Conn::new(id, ctx);
+        let reason = conn.serve(socket).await;
+        tracing::info!(%reason, session = %conn.label, "rtmp session ended");
+    }
+    .instrument(span)
+    .await
+}
+
+struct Conn {
+    id: u64,
+    ctx: Arc<Context>,
+    session: ServerSession,
+    app: Option<String>,
+    publishing: Option<(u32, Publisher)>,
+    player: Option<Player>,
+    kick: CancellationToken,
+    /// Set when a refusal was sent: flush, then close.
+    closing: Option<String>,
+    /// What the session did, for its last log line.
+    label: String,
+}
+
+impl Conn {
+    fn new(id: u64, ctx: Arc<Context>) -> Self {
+        let r = &ctx.config.rtmp;
+        let config = ServerSessionConfig {
+            out_chunk_size: r.chunk_size,
+            limits: ChunkLimits {
+                max_message_size: r.max_message_size,
+                max_chunk_size: r.max_chunk_size,
+                ..ChunkLimits::default()
+            },
+            seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5,
+            ..ServerSessionConfig::default()
+        };
+        Conn {
+            id,
+            session: ServerSession::new(config),
+            app: None,
+            publishing: None,
+            player: None,
+            kick: CancellationToken::new(),
+            closing: None,
+            label: "before connect".into(),
+            ctx,
+        }
+    }
+
+    async fn serve(&mut self, socket: TcpStream) -> String {
+        match self.serve_inner(socket).await {
+            Ok(reason) => reason,
+            Err(reason) => reason,
+        }
+    }
+
+    async fn serve_inner(&mut self, socket: TcpStream) -> Result<String, String> {
+        let ctx = self.ctx.clone();
+        let rtmp = &ctx.config.rtmp;
+        let (mut rd, mut wr) = socket.into_split();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let connect_deadline = tokio::time::Instant::now() + Duration::from_secs(rtmp.handshake_timeout);
+        let ping_every = Duration::from_secs(if rtmp.ping == 0 { 3600 } else { rtmp.ping });
+        let ping_timeout = Duration::from_secs(rtmp.ping_timeout);
+        let write_timeout = Duration::from_secs(rtmp.ping_timeout.max(10));
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let started = Instant::now();
+        let mut last_rx = Instant::now();
+        let shutdown = ctx.shutdown.clone();
+        let kick = self.kick.clone();
+        let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            batch.extend(self.session.take_output());
+            if !batch.is_empty() {
+                timed_write(&mut wr, &mut batch, write_timeout).await?;
+            }
+            if let Some(reason) = self.closing.take() {
+                return Ok(reason);
+            }
+            let connected = self.app.is_some();
+            let can_play = self.player.as_ref().is_some_and(|p| !p.paused);
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok("server shutting down".into()),
+                _ = kick.cancelled() => return Ok("replaced by a new publisher or kicked".into()),
+                _ = tokio::time::sleep_until(connect_deadline), if !connected => {
+                    return Err("handshake/connect timeout".into());
+                }
+                r = read_some(&mut rd, &mut buf) => {
+                    match r {
+                        Ok(0) => return Ok("peer closed".into()),
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("read error: {e}")),
+                    }
+                    last_rx = Instant::now();
+                    let fed = self.session.feed(&mut buf);
+                    self.handle_events();
+                    if let Err(e) = fed {
+                        // Flush what the session had to say (e.g. an error reply) before closing.
+                        batch.extend(self.session.take_output());
+                        let _ = timed_write(&mut wr, &mut batch, write_timeout).await;
+                        return Err(format!("protocol error: {e}"));
+                    }
+                }
+                r = next_packet(self.player.as_mut()), if can_play => {
+                    let Some(player) = self.player.as_mut() else { continue };
+                    match r {
+                        Ok(packet) => {
+                            player.deliver(packet, &mut self.session, &mut batch);
+                            while batch.len() < MAX_BATCH {
+                                match player.sub.try_recv() {
+                                    Ok(Some(p)) => player.deliver(p, &mut self.session, &mut batch),
+                                    Ok(None) => break,
+                                    Err(e) => return Ok(viewer_end(e)),
+                                }
+                            }
+                        }
+                        Err(e) => return Ok(viewer_end(e)),
+                    }
+                }
+                _ = ping.tick() => {
+                    if ping_timeout > Duration::ZERO && last_rx.elapsed() > ping_timeout {
+                        return Err(format!("no data for {} s (ping timeout)", ping_timeout.as_secs()));
+                    }
+                    if rtmp.ping != 0 && self.session.handshake_done() {
+                        self.session.ping(started.elapsed().as_millis() as u32);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_events(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            self.handle_event(event);
+        }
+    }
+
+    fn handle_event(&mut self, event: ServerEvent) {
+        match event {
+            ServerEvent::Connect { app, tc_url, .. } => {
+                if app.is_empty() {
+                    self.session.reject_connect("an application name is required");
+                    self.closing = Some("connect without app".into());
+                    return;
+                }
+                tracing::info!(%app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
+                self.session.accept_connect(0.0);
+                self.label = format!("connected to app {app}");
+                self.app = Some(app);
+            }
+            ServerEvent::Publish { stream_id, name, .. } => self.publish(stream_id, name),
+            ServerEvent::Play { stream_id, name, reset, .. } => self.play(stream_id, name, reset),
+            ServerEvent::Unpublish { stream_id } => {
+                if self.publishing.as_ref().is_some_and(|(sid, _)| *sid == stream_id) {
+                    if let Some((_, p)) = self.publishing.take() {
+                        tracing::info!(stream = %p.stream().path(), "unpublish");
+                    }
+                }
+            }
+            ServerEvent::StopPlay { stream_id } => {
+                if self.player.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                    self.player = None;
+                }
+            }
+            ServerEvent::Media { kind, stream_id, timestamp, payload } => {
+                let kind = match kind {
+                    MediaKind::Audio => FrameKind::Audio,
+                    MediaKind::Video => FrameKind::Video,
+                };
+                self.push(stream_id, kind, timestamp, payload);
+            }
+            ServerEvent::Metadata { stream_id, timestamp, payload } => {
+                self.push(stream_id, FrameKind::Metadata, timestamp, payload)
+            }
+            ServerEvent::Pause { stream_id, pause, .. } => {
+                if let Some(p) = self.player.as_mut().filter(|p| p.stream_id == stream_id) {
+                    p.set_paused(pause);
+                }
+            }
+            ServerEvent::ReceiveAudio { stream_id, enabled } => {
+                if let Some(p) = self.player.as_mut().filter(|p| p.stream_id == stream_id) {
+                    p.audio = enabled;
+                }
+            }
+            ServerEvent::ReceiveVideo { stream_id, enabled } => {
+                if let Some(p) = self.player.as_mut().filter(|p| p.stream_id == stream_id) {
+                    p.video = enabled;
+                }
+            }
+            ServerEvent::PingResponse(_) => {}
+        }
+    }
+
+    fn publish(&mut self, stream_id: u32, name: String) {
+        let Some(app) = self.app.clone() else { return };
+        if name.is_empty() || name.contains('/') || self.publishing.is_some() || self.player.is_some() {
+            self.session.reject_publish(stream_id, "NetStream.Publish.BadName", "invalid stream name");
+            self.closing = Some(format!("bad publish name {name:?}"));
+            return;
+        }
+        match self.ctx.hub.publish(&app, &name, self.id, self.kick.clone()) {
+            Ok(p) => {
+                tracing::info!(stream = %p.stream().path(), "publish start");
+                self.session.accept_publish(stream_id, &name);
+                self.label = format!("publisher of {}", p.stream().path());
+                self.publishing = Some((stream_id, p));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "publish refused");
+                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", "Stream already publishing");
+                self.closing = Some(e.to_string());
+            }
+        }
+    }
+
+    fn play(&mut self, stream_id: u32, name: String, reset: bool) {
+        let Some(app) = self.app.clone() else { return };
+        if name.is_empty() || self.player.is_some() || self.publishing.is_some() {
+            self.session.reject_play(stream_id, "NetStream.Play.StreamNotFound", "invalid stream name");
+            self.closing = Some(format!("bad play name {name:?}"));
+            return;
+        }
+        let sub = self.ctx.hub.subscribe(&app, &name);
+        tracing::info!(stream = %sub.stream().path(), live = sub.stream().is_live(), "play start");
+        self.session.accept_play(stream_id, &name, reset);
+        self.label = format!("player of {}", sub.stream().path());
+        self.player = Some(Player::new(stream_id, name, sub));
+    }
+
+    fn push(&mut self, stream_id: u32, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        let Some((sid, publisher)) = &self.publishing else { return };
+        if *sid != stream_id {
+            return;
+        }
+        // Empty media messages (some encoders send them as keep-alives) carry nothing to forward.
+        let Ok(frame) = Frame::from_flv_body(kind, timestamp, payload) else { return };
+        if !publisher.push(frame) {
+            self.closing = Some("stream taken over by another publisher".into());
+        }
+    }
+}
+
+fn viewer_end(e: ViewerEnd) -> String {
+    match e {
+        ViewerEnd::TooSlow => "viewer too slow: kept falling behind".into(),
+        ViewerEnd::Closed => "stream closed".into(),
+    }
+}
+
+async fn next_packet(player: Option<&mut Player>) -> Result<crate::hub::Packet, ViewerEnd> {
+    match player {
+        Some(p) => p.sub.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_some(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    rd.read_buf(buf).await
+}
+
+async fn timed_write(wr: &mut OwnedWriteHalf, batch: &mut Vec<Bytes>, limit: Duration) -> Result<(), String> {
+    let r = tokio::time::timeout(limit, write_all_vectored(wr, batch)).await;
+    batch.clear();
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write error: {e}")),
+        Err(_) => Err("write timed out: peer stopped reading".into()),
+    }
+}
