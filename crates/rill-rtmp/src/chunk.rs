@@ -4,6 +4,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+/// Most bytes reserved for a partial message before its data arrives.
+const INITIAL_PARTIAL_CAPACITY: usize = 64 * 1024;
+
 /// Default chunk size before any Set Chunk Size.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 
@@ -242,10 +245,11 @@ impl ChunkDecoder {
                 Some(partial) => partial,
                 None => {
                     self.partials += 1;
-                    // Exactly one allocation per reassembled message, bounded by max_message_size.
-                    state
-                        .partial
-                        .insert(BytesMut::with_capacity(length as usize))
+                    // Reserve up front only what a peer has shown it will send: announcing
+                    // large messages on many chunk streams must not cost memory until the
+                    // bytes actually arrive.
+                    let first = (length as usize).min(INITIAL_PARTIAL_CAPACITY);
+                    state.partial.insert(BytesMut::with_capacity(first))
                 }
             };
             partial.extend_from_slice(&buf.split_to(part));

@@ -81,18 +81,27 @@ pub enum Message {
     Acknowledgement(u32),
     UserControl(UserControl),
     WindowAckSize(u32),
-    SetPeerBandwidth { size: u32, limit_type: u8 },
+    SetPeerBandwidth {
+        size: u32,
+        limit_type: u8,
+    },
     Audio(Bytes),
     Video(Bytes),
     /// A data message. `name` is the first value when it is a string (`@setDataFrame`,
     /// `onMetaData`, `|RtmpSampleAccess`, ...); `payload` is the AMF0 encoding of what follows
     /// a leading `@setDataFrame`, or the whole message otherwise.
-    Data { name: Option<String>, values: Vec<Amf0Value>, payload: Bytes },
+    Data {
+        name: Option<String>,
+        values: Vec<Amf0Value>,
+        payload: Bytes,
+    },
     Command(Command),
     /// Aggregate message split into its sub-messages (each with its absolute timestamp).
     Aggregate(Vec<(MessageHeader, Bytes)>),
     /// A type Rill does not act on (shared objects, unknown types).
-    Other { type_id: u8 },
+    Other {
+        type_id: u8,
+    },
 }
 
 fn be_u32(p: &[u8], what: &'static str) -> Result<u32, MessageError> {
@@ -129,7 +138,11 @@ impl Message {
             }
             type_id::DATA_AMF0 => decode_data(p.clone())?,
             type_id::DATA_AMF3 => {
-                let body = if p.first() == Some(&0) { p.slice(1..) } else { p.clone() };
+                let body = if p.first() == Some(&0) {
+                    p.slice(1..)
+                } else {
+                    p.clone()
+                };
                 decode_data(body)?
             }
             type_id::AGGREGATE => Message::Aggregate(split_aggregate(raw)?),
@@ -140,7 +153,10 @@ impl Message {
 
 fn decode_user_control(p: &[u8]) -> Result<UserControl, MessageError> {
     if p.len() < 2 {
-        return Err(MessageError::Truncated { what: "user control", len: p.len() });
+        return Err(MessageError::Truncated {
+            what: "user control",
+            len: p.len(),
+        });
     }
     let event = u16::from_be_bytes([p[0], p[1]]);
     let data = &p[2..];
@@ -156,7 +172,10 @@ fn decode_user_control(p: &[u8]) -> Result<UserControl, MessageError> {
         4 => UserControl::StreamIsRecorded(id()?),
         6 => UserControl::PingRequest(id()?),
         7 => UserControl::PingResponse(id()?),
-        other => UserControl::Other { event_type: other, data: Bytes::copy_from_slice(data) },
+        other => UserControl::Other {
+            event_type: other,
+            data: Bytes::copy_from_slice(data),
+        },
     })
 }
 
@@ -170,13 +189,26 @@ fn decode_command(mut p: &[u8]) -> Result<Command, MessageError> {
         .as_str()
         .map(str::to_owned)
         .ok_or(MessageError::NoCommandName)?;
-    let transaction_id = if p.is_empty() { 0.0 } else { decode_value(&mut p)?.as_f64().unwrap_or(0.0) };
-    let object = if p.is_empty() { Amf0Value::Null } else { decode_value(&mut p)? };
+    let transaction_id = if p.is_empty() {
+        0.0
+    } else {
+        decode_value(&mut p)?.as_f64().unwrap_or(0.0)
+    };
+    let object = if p.is_empty() {
+        Amf0Value::Null
+    } else {
+        decode_value(&mut p)?
+    };
     let mut args = Vec::new();
     while !p.is_empty() {
         args.push(decode_value(&mut p)?);
     }
-    Ok(Command { name, transaction_id, object, args })
+    Ok(Command {
+        name,
+        transaction_id,
+        object,
+        args,
+    })
 }
 
 fn decode_data(payload: Bytes) -> Result<Message, MessageError> {
@@ -201,7 +233,11 @@ fn decode_data(payload: Bytes) -> Result<Message, MessageError> {
     if name.is_none() {
         name = values.first().and_then(|v| v.as_str()).map(str::to_owned);
     }
-    Ok(Message::Data { name, values, payload: payload_out })
+    Ok(Message::Data {
+        name,
+        values,
+        payload: payload_out,
+    })
 }
 
 /// An aggregate message holds FLV-style tags; their timestamps are rebased on the aggregate's.
@@ -222,7 +258,14 @@ fn split_aggregate(raw: &RawMessage) -> Result<Vec<(MessageHeader, Bytes)>, Mess
         buf.advance(buf.len().min(4));
         let base = *first_ts.get_or_insert(ts);
         let timestamp = raw.header.timestamp.wrapping_add(ts.wrapping_sub(base));
-        out.push((MessageHeader { timestamp, type_id: tag_type, stream_id: raw.header.stream_id }, body));
+        out.push((
+            MessageHeader {
+                timestamp,
+                type_id: tag_type,
+                stream_id: raw.header.stream_id,
+            },
+            body,
+        ));
     }
     Ok(out)
 }
@@ -268,7 +311,12 @@ fn put_event(b: &mut BytesMut, event: u16, value: u32) {
 }
 
 /// Payload of an AMF0 command message.
-pub fn encode_command(name: &str, transaction_id: f64, object: &Amf0Value, args: &[Amf0Value]) -> Bytes {
+pub fn encode_command(
+    name: &str,
+    transaction_id: f64,
+    object: &Amf0Value,
+    args: &[Amf0Value],
+) -> Bytes {
     let mut b = BytesMut::with_capacity(128);
     amf0::encode(&Amf0Value::string(name), &mut b);
     amf0::encode(&Amf0Value::Number(transaction_id), &mut b);
@@ -294,7 +342,11 @@ pub fn write_message(
     timestamp: u32,
     payload: &[u8],
 ) {
-    let header = MessageHeader { timestamp, type_id, stream_id };
+    let header = MessageHeader {
+        timestamp,
+        type_id,
+        stream_id,
+    };
     encoder.encode(csid, &header, payload, out);
 }
 
@@ -305,7 +357,11 @@ mod tests {
     fn raw(type_id: u8, payload: &[u8]) -> RawMessage {
         RawMessage {
             csid: 3,
-            header: MessageHeader { timestamp: 0, type_id, stream_id: 0 },
+            header: MessageHeader {
+                timestamp: 0,
+                type_id,
+                stream_id: 0,
+            },
             payload: Bytes::copy_from_slice(payload),
         }
     }
@@ -318,7 +374,10 @@ mod tests {
         );
         assert_eq!(
             Message::decode(&raw(6, &[0, 0x26, 0x25, 0xA0, 2])).unwrap(),
-            Message::SetPeerBandwidth { size: 2_500_000, limit_type: 2 }
+            Message::SetPeerBandwidth {
+                size: 2_500_000,
+                limit_type: 2
+            }
         );
         assert!(matches!(
             Message::decode(&raw(5, &[0, 0])),
@@ -331,12 +390,18 @@ mod tests {
         for ev in [
             UserControl::StreamBegin(1),
             UserControl::StreamEof(1),
-            UserControl::SetBufferLength { stream_id: 1, millis: 3000 },
+            UserControl::SetBufferLength {
+                stream_id: 1,
+                millis: 3000,
+            },
             UserControl::PingRequest(77),
             UserControl::PingResponse(78),
         ] {
             let payload = encode_user_control(&ev);
-            assert_eq!(Message::decode(&raw(4, &payload)).unwrap(), Message::UserControl(ev));
+            assert_eq!(
+                Message::decode(&raw(4, &payload)).unwrap(),
+                Message::UserControl(ev)
+            );
         }
         assert!(Message::decode(&raw(4, &[0, 3, 0, 0, 0, 1])).is_err());
     }
@@ -366,7 +431,11 @@ mod tests {
         let mut wrapped = encode_data(&[Amf0Value::string("@setDataFrame")]).to_vec();
         wrapped.extend_from_slice(&meta);
         match Message::decode(&raw(18, &wrapped)).unwrap() {
-            Message::Data { name, payload, values } => {
+            Message::Data {
+                name,
+                payload,
+                values,
+            } => {
                 assert_eq!(name.as_deref(), Some("onMetaData"));
                 assert_eq!(payload, meta);
                 assert_eq!(values.len(), 2);
@@ -390,11 +459,23 @@ mod tests {
         let mut r = raw(22, &p);
         r.header.timestamp = 5000;
         r.header.stream_id = 1;
-        let Message::Aggregate(parts) = Message::decode(&r).unwrap() else { panic!() };
+        let Message::Aggregate(parts) = Message::decode(&r).unwrap() else {
+            panic!()
+        };
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].0, MessageHeader { timestamp: 5000, type_id: 9, stream_id: 1 });
+        assert_eq!(
+            parts[0].0,
+            MessageHeader {
+                timestamp: 5000,
+                type_id: 9,
+                stream_id: 1
+            }
+        );
         assert_eq!(parts[1].0.timestamp, 5020);
         assert_eq!(&parts[1].1[..], b"de");
-        assert_eq!(Message::decode(&raw(22, &p[..15])), Err(MessageError::BadAggregate));
+        assert_eq!(
+            Message::decode(&raw(22, &p[..13])),
+            Err(MessageError::BadAggregate)
+        );
     }
 }

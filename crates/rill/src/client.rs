@@ -45,7 +45,12 @@ impl RtmpUrl {
         if host.is_empty() || app.is_empty() || stream.is_empty() {
             return Err(bad());
         }
-        Ok(RtmpUrl { host: host.to_owned(), port, app: app.to_owned(), stream: stream.to_owned() })
+        Ok(RtmpUrl {
+            host: host.to_owned(),
+            port,
+            app: app.to_owned(),
+            stream: stream.to_owned(),
+        })
     }
 
     fn tc_url(&self) -> String {
@@ -65,9 +70,15 @@ impl Conn {
     async fn open(url: &RtmpUrl) -> Result<Conn, ClientError> {
         let socket = TcpStream::connect((url.host.as_str(), url.port)).await?;
         let _ = socket.set_nodelay(true);
-        let mut session = ClientSession::new(ClientSessionConfig::new(url.app.clone(), url.tc_url()));
+        let mut session =
+            ClientSession::new(ClientSessionConfig::new(url.app.clone(), url.tc_url()));
         session.start();
-        let mut conn = Conn { socket, session, buf: BytesMut::with_capacity(64 * 1024), events: VecDeque::new() };
+        let mut conn = Conn {
+            socket,
+            session,
+            buf: BytesMut::with_capacity(64 * 1024),
+            events: VecDeque::new(),
+        };
         conn.flush().await?;
         Ok(conn)
     }
@@ -105,7 +116,12 @@ impl Conn {
         loop {
             match self.event().await? {
                 None => return Err(ClientError::Refused("connection closed".into())),
-                Some(ClientEvent::Status { code, level, description, .. }) => {
+                Some(ClientEvent::Status {
+                    code,
+                    level,
+                    description,
+                    ..
+                }) => {
                     if code == ok {
                         return Ok(());
                     }
@@ -140,13 +156,19 @@ impl RtmpPlayer {
         loop {
             let (kind, timestamp, payload) = match self.conn.event().await? {
                 None => return Ok(None),
-                Some(ClientEvent::Media { kind: MediaKind::Audio, timestamp, payload }) => {
-                    (FrameKind::Audio, timestamp, payload)
+                Some(ClientEvent::Media {
+                    kind: MediaKind::Audio,
+                    timestamp,
+                    payload,
+                }) => (FrameKind::Audio, timestamp, payload),
+                Some(ClientEvent::Media {
+                    kind: MediaKind::Video,
+                    timestamp,
+                    payload,
+                }) => (FrameKind::Video, timestamp, payload),
+                Some(ClientEvent::Metadata { timestamp, payload }) => {
+                    (FrameKind::Metadata, timestamp, payload)
                 }
-                Some(ClientEvent::Media { kind: MediaKind::Video, timestamp, payload }) => {
-                    (FrameKind::Video, timestamp, payload)
-                }
-                Some(ClientEvent::Metadata { timestamp, payload }) => (FrameKind::Metadata, timestamp, payload),
                 Some(_) => continue,
             };
             if let Ok(frame) = Frame::from_flv_body(kind, timestamp, payload) {
@@ -186,8 +208,16 @@ impl RtmpPublisher {
     /// Sends one frame (metadata frames are sent as `@setDataFrame onMetaData`).
     pub async fn send_frame(&mut self, frame: &Frame) -> Result<(), ClientError> {
         match frame.kind {
-            FrameKind::Audio => self.conn.session.send_media(MediaKind::Audio, frame.timestamp, &frame.payload),
-            FrameKind::Video => self.conn.session.send_media(MediaKind::Video, frame.timestamp, &frame.payload),
+            FrameKind::Audio => {
+                self.conn
+                    .session
+                    .send_media(MediaKind::Audio, frame.timestamp, &frame.payload)
+            }
+            FrameKind::Video => {
+                self.conn
+                    .session
+                    .send_media(MediaKind::Video, frame.timestamp, &frame.payload)
+            }
             FrameKind::Metadata => self.conn.session.send_metadata(&frame.payload),
         }
         self.conn.flush().await
@@ -209,9 +239,23 @@ mod tests {
     #[test]
     fn parses_urls() {
         let u = RtmpUrl::parse("rtmp://127.0.0.1:1936/live/cam1?sign=1-x").unwrap();
-        assert_eq!(u, RtmpUrl { host: "127.0.0.1".into(), port: 1936, app: "live".into(), stream: "cam1?sign=1-x".into() });
+        assert_eq!(
+            u,
+            RtmpUrl {
+                host: "127.0.0.1".into(),
+                port: 1936,
+                app: "live".into(),
+                stream: "cam1?sign=1-x".into()
+            }
+        );
         assert_eq!(RtmpUrl::parse("rtmp://h/live/s").unwrap().port, 1935);
-        for bad in ["http://h/a/b", "rtmp://h/a", "rtmp://h:x/a/b", "rtmp:///a/b", "rtmp://h/a/"] {
+        for bad in [
+            "http://h/a/b",
+            "rtmp://h/a",
+            "rtmp://h:x/a/b",
+            "rtmp:///a/b",
+            "rtmp://h/a/",
+        ] {
             assert!(RtmpUrl::parse(bad).is_err(), "{bad}");
         }
     }

@@ -98,11 +98,18 @@ impl Default for HttpConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: `{key}` {problem}")]
-    Invalid { path: String, key: &'static str, problem: String },
+    Invalid {
+        path: String,
+        key: &'static str,
+        problem: String,
+    },
 }
 
 impl Config {
@@ -119,8 +126,10 @@ impl Config {
     /// Reads and validates a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
         Config::from_toml(&text, &shown)
     }
 
@@ -142,11 +151,18 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let bad = |key: &'static str, problem: String| {
-            Err(ConfigError::Invalid { path: origin.to_owned(), key, problem })
+            Err(ConfigError::Invalid {
+                path: origin.to_owned(),
+                key,
+                problem,
+            })
         };
         let r = &self.rtmp;
         if !(128..=16_777_215).contains(&r.chunk_size) {
-            return bad("rtmp.chunk_size", format!("must be 128..=16777215, not {}", r.chunk_size));
+            return bad(
+                "rtmp.chunk_size",
+                format!("must be 128..=16777215, not {}", r.chunk_size),
+            );
         }
         if r.max_message_size < 1024 {
             return bad("rtmp.max_message_size", "must be at least 1024".into());
@@ -197,7 +213,10 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!((c.rtmp.port, c.rtmp.chunk_size, c.rtmp.gop_cache), (1936, 4096, false));
+        assert_eq!(
+            (c.rtmp.port, c.rtmp.chunk_size, c.rtmp.gop_cache),
+            (1936, 4096, false)
+        );
         assert_eq!((c.rtmp.ping, c.rtmp.ping_timeout), (10, 20));
         assert_eq!((c.http.port, c.http.mediaroot.as_str()), (8080, "/tmp/m"));
         assert_eq!(c.http.allow_origin, "https://a.example");
@@ -205,20 +224,33 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let e = Config::from_toml("[rtmp]\nchunksize = 4096\n", "rill.toml").unwrap_err().to_string();
+        let e = Config::from_toml("[rtmp]\nchunksize = 4096\n", "rill.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("chunksize") && e.contains("rill.toml"), "{e}");
-        let e = Config::from_toml("[rtmp]\nport = \"x\"\n", "rill.toml").unwrap_err().to_string();
+        let e = Config::from_toml("[rtmp]\nport = \"x\"\n", "rill.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("port"), "{e}");
-        let e = Config::from_toml("[rtmp]\nchunk_size = 1\n", "rill.toml").unwrap_err().to_string();
+        let e = Config::from_toml("[rtmp]\nchunk_size = 1\n", "rill.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rtmp.chunk_size"), "{e}");
-        let e = Config::from_toml("[http]\nhost = \"nowhere\"\n", "rill.toml").unwrap_err().to_string();
+        let e = Config::from_toml("[http]\nhost = \"nowhere\"\n", "rill.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http.host"), "{e}");
-        let e = Config::from_toml("[rtmp]\nping = 30\nping_timeout = 10\n", "r").unwrap_err().to_string();
+        let e = Config::from_toml("[rtmp]\nping = 30\nping_timeout = 10\n", "r")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rtmp.ping_timeout"), "{e}");
     }
 
     #[test]
     fn default_toml_round_trips() {
-        assert_eq!(Config::from_toml(&Config::default_toml(), "t").unwrap(), Config::default());
+        assert_eq!(
+            Config::from_toml(&Config::default_toml(), "t").unwrap(),
+            Config::default()
+        );
     }
 }

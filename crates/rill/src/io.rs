@@ -10,14 +10,21 @@ const MAX_IOVECS: usize = 64;
 
 /// Writes every buffer with vectored writes: the shared frame bytes go to the socket as they are,
 /// without being copied into a per-viewer buffer.
-pub async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &mut [Bytes]) -> std::io::Result<()> {
+pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bufs: &mut [Bytes],
+) -> std::io::Result<()> {
     let mut i = 0;
     while i < bufs.len() {
         if bufs[i].is_empty() {
             i += 1;
             continue;
         }
-        let slices: Vec<IoSlice<'_>> = bufs[i..].iter().take(MAX_IOVECS).map(|b| IoSlice::new(b)).collect();
+        let slices: Vec<IoSlice<'_>> = bufs[i..]
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|b| IoSlice::new(b))
+            .collect();
         let mut n = w.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
@@ -43,11 +50,15 @@ mod tests {
     #[tokio::test]
     async fn writes_everything_in_order_through_partial_writes() {
         let (mut a, mut b) = tokio::io::duplex(7);
-        let mut bufs: Vec<Bytes> = (0..100u8).map(|i| Bytes::from(vec![i; (i % 5) as usize])).collect();
+        let mut bufs: Vec<Bytes> = (0..100u8)
+            .map(|i| Bytes::from(vec![i; (i % 5) as usize]))
+            .collect();
         let expected: Vec<u8> = bufs.iter().flat_map(|b| b.to_vec()).collect();
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got).await.unwrap();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+                .await
+                .unwrap();
             got
         });
         write_all_vectored(&mut a, &mut bufs).await.unwrap();

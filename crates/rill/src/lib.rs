@@ -11,8 +11,8 @@
 
 pub mod client;
 pub mod config;
-pub mod hub;
 mod http;
+pub mod hub;
 mod io;
 mod rtmp;
 mod server;

@@ -16,7 +16,11 @@ use crate::hub::{Hub, HubConfig, StreamLimits};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot bind {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: String, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
 }
@@ -79,20 +83,32 @@ impl ServerBuilder {
             tasks: TaskTracker::new(),
             next_id: AtomicU64::new(1),
         });
-        ctx.tasks.spawn(crate::rtmp::serve(rtmp_listener, ctx.clone()));
-        ctx.tasks.spawn(crate::http::serve(http_listener, ctx.clone()));
+        ctx.tasks
+            .spawn(crate::rtmp::serve(rtmp_listener, ctx.clone()));
+        ctx.tasks
+            .spawn(crate::http::serve(http_listener, ctx.clone()));
         tracing::info!(rtmp = %rtmp_addr, http = %http_addr, "rill {} listening", env!("CARGO_PKG_VERSION"));
-        Ok(ServerHandle { rtmp_addr, http_addr, ctx })
+        Ok(ServerHandle {
+            rtmp_addr,
+            http_addr,
+            ctx,
+        })
     }
 }
 
 async fn bind(what: &'static str, host: &str, port: u16) -> Result<TcpListener, Error> {
     let addr = format!("{host}:{port}");
-    TcpListener::bind(&addr).await.map_err(|source| Error::Bind { what, addr, source })
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| Error::Bind { what, addr, source })
 }
 
 fn local_addr(what: &'static str, l: &TcpListener) -> Result<SocketAddr, Error> {
-    l.local_addr().map_err(|source| Error::Bind { what, addr: "?".into(), source })
+    l.local_addr().map_err(|source| Error::Bind {
+        what,
+        addr: "?".into(),
+        source,
+    })
 }
 
 /// A running server.
@@ -118,14 +134,20 @@ impl ServerHandle {
 
     /// True while `app/stream` has a publisher.
     pub fn is_publishing(&self, app: &str, stream: &str) -> bool {
-        self.ctx.hub.stream(app, stream).is_some_and(|s| s.is_live())
+        self.ctx
+            .hub
+            .stream(app, stream)
+            .is_some_and(|s| s.is_live())
     }
 
     /// Stops accepting, closes every session, and waits (up to 10 s) for the tasks to end.
     pub async fn shutdown(self) {
         self.ctx.shutdown.cancel();
         self.ctx.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.ctx.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.ctx.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some sessions did not end within 10 s of shutdown");
         }
     }

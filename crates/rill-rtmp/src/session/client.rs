@@ -52,8 +52,17 @@ pub enum ClientEvent {
     /// `NetConnection.Connect.Success`.
     Connected,
     /// An `onStatus` (or the `_error` of connect/createStream) with its code.
-    Status { stream_id: u32, level: String, code: String, description: String },
-    Media { kind: MediaKind, timestamp: u32, payload: Bytes },
+    Status {
+        stream_id: u32,
+        level: String,
+        code: String,
+        description: String,
+    },
+    Media {
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    },
     /// `onMetaData` (AMF0, `onMetaData` name included).
     Metadata { timestamp: u32, payload: Bytes },
 }
@@ -179,7 +188,15 @@ impl ClientSession {
             MediaKind::Video => (csid::VIDEO, type_id::VIDEO),
         };
         let sid = self.stream_id.unwrap_or(1);
-        write_message(&self.encoder, &mut self.out, cs, ty, sid, timestamp, payload);
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            cs,
+            ty,
+            sid,
+            timestamp,
+            payload,
+        );
     }
 
     /// Sends `@setDataFrame` + `payload` (an AMF0 `onMetaData` data message body).
@@ -187,12 +204,22 @@ impl ClientSession {
         let mut body = BytesMut::from(&encode_data(&[Amf0Value::string("@setDataFrame")])[..]);
         body.extend_from_slice(payload);
         let sid = self.stream_id.unwrap_or(1);
-        write_message(&self.encoder, &mut self.out, csid::DATA, type_id::DATA_AMF0, sid, 0, &body);
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            csid::DATA,
+            type_id::DATA_AMF0,
+            sid,
+            0,
+            &body,
+        );
     }
 
     /// Ends publishing or playing: FCUnpublish (when publishing) and deleteStream.
     pub fn close_stream(&mut self) {
-        let Some(sid) = self.stream_id.take() else { return };
+        let Some(sid) = self.stream_id.take() else {
+            return;
+        };
         if let Some(Intent::Publish(name)) = &self.intent {
             let name = Amf0Value::string(name.clone());
             self.send_command(0, "FCUnpublish", 0.0, &[name]);
@@ -201,7 +228,10 @@ impl ClientSession {
     }
 
     fn send_connect(&mut self) {
-        self.send_control(type_id::SET_CHUNK_SIZE, encode_u32(self.config.out_chunk_size));
+        self.send_control(
+            type_id::SET_CHUNK_SIZE,
+            encode_u32(self.config.out_chunk_size),
+        );
         self.encoder.set_chunk_size(self.config.out_chunk_size);
         let object = Amf0Value::object([
             ("app", Amf0Value::string(self.config.app.clone())),
@@ -215,14 +245,27 @@ impl ClientSession {
             ("videoFunction", Amf0Value::Number(1.0)),
         ]);
         let payload = encode_command("connect", 1.0, &object, &[]);
-        write_message(&self.encoder, &mut self.out, csid::COMMAND, type_id::COMMAND_AMF0, 0, 0, &payload);
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            csid::COMMAND,
+            type_id::COMMAND_AMF0,
+            0,
+            0,
+            &payload,
+        );
         self.next_txn = 2.0;
     }
 
     fn create_stream(&mut self, intent: Intent) {
         if let Intent::Publish(name) = &intent {
             let name = Amf0Value::string(name.clone());
-            self.send_command(0, "releaseStream", self.next_txn, std::slice::from_ref(&name));
+            self.send_command(
+                0,
+                "releaseStream",
+                self.next_txn,
+                std::slice::from_ref(&name),
+            );
             self.next_txn += 1.0;
             self.send_command(0, "FCPublish", self.next_txn, &[name]);
             self.next_txn += 1.0;
@@ -240,18 +283,24 @@ impl ClientSession {
             Message::Abort(cs) => self.decoder.abort(cs),
             Message::WindowAckSize(size) => self.peer_window = size,
             Message::UserControl(UserControl::PingRequest(t)) => {
-                self.send_control(type_id::USER_CONTROL, encode_user_control(&UserControl::PingResponse(t)));
+                self.send_control(
+                    type_id::USER_CONTROL,
+                    encode_user_control(&UserControl::PingResponse(t)),
+                );
             }
-            Message::Audio(payload) => {
-                self.events.push_back(ClientEvent::Media { kind: MediaKind::Audio, timestamp, payload })
-            }
-            Message::Video(payload) => {
-                self.events.push_back(ClientEvent::Media { kind: MediaKind::Video, timestamp, payload })
-            }
-            Message::Data { name, payload, .. } => {
-                if name.as_deref() == Some("onMetaData") {
-                    self.events.push_back(ClientEvent::Metadata { timestamp, payload });
-                }
+            Message::Audio(payload) => self.events.push_back(ClientEvent::Media {
+                kind: MediaKind::Audio,
+                timestamp,
+                payload,
+            }),
+            Message::Video(payload) => self.events.push_back(ClientEvent::Media {
+                kind: MediaKind::Video,
+                timestamp,
+                payload,
+            }),
+            Message::Data { name, payload, .. } if name.as_deref() == Some("onMetaData") => {
+                self.events
+                    .push_back(ClientEvent::Metadata { timestamp, payload });
             }
             Message::Aggregate(parts) => {
                 for (h, body) in parts {
@@ -271,7 +320,12 @@ impl ClientSession {
 
     fn command(&mut self, stream_id: u32, cmd: Command) {
         let info = cmd.args.first().cloned().unwrap_or(Amf0Value::Null);
-        let field = |k: &str| info.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        let field = |k: &str| {
+            info.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
         match cmd.name.as_str() {
             "_result" if cmd.transaction_id == 1.0 && self.phase == Phase::Connecting => {
                 self.phase = Phase::Connected;
@@ -290,8 +344,16 @@ impl ClientSession {
                             self.send_command(sid, "publish", 0.0, &args);
                         }
                         Intent::Play(name) => {
-                            let ev = UserControl::SetBufferLength { stream_id: sid, millis: self.config.buffer_ms };
-                            self.send_command(sid, "play", 0.0, &[Amf0Value::string(name), Amf0Value::Number(-2.0)]);
+                            let ev = UserControl::SetBufferLength {
+                                stream_id: sid,
+                                millis: self.config.buffer_ms,
+                            };
+                            self.send_command(
+                                sid,
+                                "play",
+                                0.0,
+                                &[Amf0Value::string(name), Amf0Value::Number(-2.0)],
+                            );
                             self.send_control(type_id::USER_CONTROL, encode_user_control(&ev));
                         }
                     }
@@ -311,10 +373,26 @@ impl ClientSession {
 
     fn send_command(&mut self, stream_id: u32, name: &str, txn: f64, args: &[Amf0Value]) {
         let payload = encode_command(name, txn, &Amf0Value::Null, args);
-        write_message(&self.encoder, &mut self.out, csid::COMMAND, type_id::COMMAND_AMF0, stream_id, 0, &payload);
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            csid::COMMAND,
+            type_id::COMMAND_AMF0,
+            stream_id,
+            0,
+            &payload,
+        );
     }
 
     fn send_control(&mut self, type_id: u8, payload: Bytes) {
-        write_message(&self.encoder, &mut self.out, csid::PROTOCOL, type_id, 0, 0, &payload);
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            csid::PROTOCOL,
+            type_id,
+            0,
+            0,
+            &payload,
+        );
     }
 }

@@ -69,19 +69,54 @@ pub enum ServerEvent {
         object: Amf0Value,
     },
     /// `publish`: answer with `accept_publish` or `reject_publish`.
-    Publish { stream_id: u32, name: String, query: String, mode: PublishMode },
+    Publish {
+        stream_id: u32,
+        name: String,
+        query: String,
+        mode: PublishMode,
+    },
     /// `play`: answer with `accept_play` or `reject_play`.
-    Play { stream_id: u32, name: String, query: String, start: f64, duration: f64, reset: bool },
+    Play {
+        stream_id: u32,
+        name: String,
+        query: String,
+        start: f64,
+        duration: f64,
+        reset: bool,
+    },
     /// The publisher on `stream_id` stopped (FCUnpublish, closeStream or deleteStream).
-    Unpublish { stream_id: u32 },
+    Unpublish {
+        stream_id: u32,
+    },
     /// The player on `stream_id` stopped (closeStream or deleteStream).
-    StopPlay { stream_id: u32 },
-    Media { kind: MediaKind, stream_id: u32, timestamp: u32, payload: Bytes },
+    StopPlay {
+        stream_id: u32,
+    },
+    Media {
+        kind: MediaKind,
+        stream_id: u32,
+        timestamp: u32,
+        payload: Bytes,
+    },
     /// `@setDataFrame onMetaData` (or a bare `onMetaData`); the payload is without the wrapper.
-    Metadata { stream_id: u32, timestamp: u32, payload: Bytes },
-    Pause { stream_id: u32, pause: bool, millis: f64 },
-    ReceiveAudio { stream_id: u32, enabled: bool },
-    ReceiveVideo { stream_id: u32, enabled: bool },
+    Metadata {
+        stream_id: u32,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    Pause {
+        stream_id: u32,
+        pause: bool,
+        millis: f64,
+    },
+    ReceiveAudio {
+        stream_id: u32,
+        enabled: bool,
+    },
+    ReceiveVideo {
+        stream_id: u32,
+        enabled: bool,
+    },
     PingResponse(u32),
 }
 
@@ -186,25 +221,41 @@ impl ServerSession {
             Message::WindowAckSize(size) => self.peer_window = size,
             Message::Acknowledgement(_) | Message::SetPeerBandwidth { .. } => {}
             Message::UserControl(UserControl::PingRequest(t)) => {
-                self.send_control(type_id::USER_CONTROL, encode_user_control(&UserControl::PingResponse(t)));
+                self.send_control(
+                    type_id::USER_CONTROL,
+                    encode_user_control(&UserControl::PingResponse(t)),
+                );
             }
             Message::UserControl(UserControl::PingResponse(t)) => {
                 self.events.push_back(ServerEvent::PingResponse(t))
             }
             Message::UserControl(_) => {}
-            Message::Audio(payload) | Message::Video(payload) if self.role(stream_id) != Role::Publishing => {
+            Message::Audio(payload) | Message::Video(payload)
+                if self.role(stream_id) != Role::Publishing =>
+            {
                 // Media on a stream that is not publishing is ignored, as a receiving server should.
                 let _ = payload;
             }
-            Message::Audio(payload) => {
-                self.events.push_back(ServerEvent::Media { kind: MediaKind::Audio, stream_id, timestamp, payload })
-            }
-            Message::Video(payload) => {
-                self.events.push_back(ServerEvent::Media { kind: MediaKind::Video, stream_id, timestamp, payload })
-            }
+            Message::Audio(payload) => self.events.push_back(ServerEvent::Media {
+                kind: MediaKind::Audio,
+                stream_id,
+                timestamp,
+                payload,
+            }),
+            Message::Video(payload) => self.events.push_back(ServerEvent::Media {
+                kind: MediaKind::Video,
+                stream_id,
+                timestamp,
+                payload,
+            }),
             Message::Data { name, payload, .. } => {
-                if self.role(stream_id) == Role::Publishing && name.as_deref() == Some("onMetaData") {
-                    self.events.push_back(ServerEvent::Metadata { stream_id, timestamp, payload });
+                if self.role(stream_id) == Role::Publishing && name.as_deref() == Some("onMetaData")
+                {
+                    self.events.push_back(ServerEvent::Metadata {
+                        stream_id,
+                        timestamp,
+                        payload,
+                    });
                 }
             }
             Message::Aggregate(parts) => {
@@ -228,7 +279,13 @@ impl ServerSession {
     }
 
     fn command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
-        let arg_str = |i: usize| cmd.args.get(i).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        let arg_str = |i: usize| {
+            cmd.args
+                .get(i)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
         let arg_num = |i: usize, d: f64| cmd.args.get(i).and_then(|v| v.as_f64()).unwrap_or(d);
         match cmd.name.as_str() {
             "connect" => {
@@ -237,7 +294,11 @@ impl ServerSession {
                 }
                 self.connect_txn = cmd.transaction_id;
                 let raw_app = cmd.object.get("app").and_then(|v| v.as_str()).unwrap_or("");
-                let tc_url = cmd.object.get("tcUrl").and_then(|v| v.as_str()).map(str::to_owned);
+                let tc_url = cmd
+                    .object
+                    .get("tcUrl")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned);
                 let (app, mut query) = split_query(raw_app);
                 if query.is_empty() {
                     query = tc_url.as_deref().map(|t| split_query(t).1).unwrap_or("");
@@ -251,21 +312,36 @@ impl ServerSession {
                 self.events.push_back(event);
             }
             _ if !matches!(self.phase, Phase::Connected) => {
-                return Err(SessionError::Protocol(format!("{} before connect", cmd.name)));
+                return Err(SessionError::Protocol(format!(
+                    "{} before connect",
+                    cmd.name
+                )));
             }
             "createStream" => {
                 if self.streams.len() >= self.config.max_streams {
-                    self.send_command(0, "_error", cmd.transaction_id, Amf0Value::Null, &[status_object(
-                        "error",
-                        "NetConnection.Call.Failed",
-                        "too many streams",
-                    )]);
+                    self.send_command(
+                        0,
+                        "_error",
+                        cmd.transaction_id,
+                        Amf0Value::Null,
+                        &[status_object(
+                            "error",
+                            "NetConnection.Call.Failed",
+                            "too many streams",
+                        )],
+                    );
                     return Ok(());
                 }
                 let id = self.next_stream_id;
                 self.next_stream_id += 1;
                 self.streams.insert(id, Role::Idle);
-                self.send_command(0, "_result", cmd.transaction_id, Amf0Value::Null, &[Amf0Value::Number(id.into())]);
+                self.send_command(
+                    0,
+                    "_result",
+                    cmd.transaction_id,
+                    Amf0Value::Null,
+                    &[Amf0Value::Number(id.into())],
+                );
             }
             "releaseStream" | "FCPublish" | "getStreamLength" | "_checkbw" | "FCSubscribe" => {
                 if cmd.name == "FCPublish" {
@@ -273,7 +349,11 @@ impl ServerSession {
                     self.send_command(0, "onFCPublish", 0.0, Amf0Value::Null, &[info]);
                 }
                 if cmd.transaction_id != 0.0 {
-                    let result = if cmd.name == "getStreamLength" { Amf0Value::Number(0.0) } else { Amf0Value::Undefined };
+                    let result = if cmd.name == "getStreamLength" {
+                        Amf0Value::Number(0.0)
+                    } else {
+                        Amf0Value::Undefined
+                    };
                     self.send_command(0, "_result", cmd.transaction_id, Amf0Value::Null, &[result]);
                 }
             }
@@ -285,7 +365,12 @@ impl ServerSession {
                     "append" => PublishMode::Append,
                     _ => PublishMode::Live,
                 };
-                self.events.push_back(ServerEvent::Publish { stream_id: sid, name, query, mode });
+                self.events.push_back(ServerEvent::Publish {
+                    stream_id: sid,
+                    name,
+                    query,
+                    mode,
+                });
             }
             "play" => {
                 let sid = self.known_stream(stream_id)?;
@@ -302,13 +387,23 @@ impl ServerSession {
             }
             "FCUnpublish" => {
                 // Ends whichever stream of this connection publishes; deleteStream may follow.
-                let publishing: Vec<u32> =
-                    self.streams.iter().filter(|(_, r)| **r == Role::Publishing).map(|(id, _)| *id).collect();
+                let publishing: Vec<u32> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, r)| **r == Role::Publishing)
+                    .map(|(id, _)| *id)
+                    .collect();
                 for id in publishing {
                     self.end_stream(id);
                 }
                 if cmd.transaction_id != 0.0 {
-                    self.send_command(0, "_result", cmd.transaction_id, Amf0Value::Null, &[Amf0Value::Undefined]);
+                    self.send_command(
+                        0,
+                        "_result",
+                        cmd.transaction_id,
+                        Amf0Value::Null,
+                        &[Amf0Value::Undefined],
+                    );
                 }
             }
             "closeStream" => self.end_stream(stream_id),
@@ -324,9 +419,22 @@ impl ServerSession {
                 let pause = cmd.args.first().and_then(|v| v.as_bool()).unwrap_or(true);
                 let millis = arg_num(1, 0.0);
                 if self.role(stream_id) == Role::Playing {
-                    let code = if pause { "NetStream.Pause.Notify" } else { "NetStream.Unpause.Notify" };
-                    self.send_status(stream_id, "status", code, if pause { "Paused." } else { "Unpaused." });
-                    self.events.push_back(ServerEvent::Pause { stream_id, pause, millis });
+                    let code = if pause {
+                        "NetStream.Pause.Notify"
+                    } else {
+                        "NetStream.Unpause.Notify"
+                    };
+                    self.send_status(
+                        stream_id,
+                        "status",
+                        code,
+                        if pause { "Paused." } else { "Unpaused." },
+                    );
+                    self.events.push_back(ServerEvent::Pause {
+                        stream_id,
+                        pause,
+                        millis,
+                    });
                 }
             }
             "receiveAudio" | "receiveVideo" => {
@@ -340,7 +448,8 @@ impl ServerSession {
             _ => {
                 // Unknown calls that expect an answer get a polite error instead of silence.
                 if cmd.transaction_id != 0.0 {
-                    let info = status_object("error", "NetConnection.Call.Failed", "unknown method");
+                    let info =
+                        status_object("error", "NetConnection.Call.Failed", "unknown method");
                     self.send_command(0, "_error", cmd.transaction_id, Amf0Value::Null, &[info]);
                 }
             }
@@ -351,15 +460,24 @@ impl ServerSession {
     fn known_stream(&self, stream_id: u32) -> Result<u32, SessionError> {
         match self.streams.get(&stream_id) {
             Some(Role::Idle) => Ok(stream_id),
-            Some(_) => Err(SessionError::Protocol(format!("stream {stream_id} is already in use"))),
-            None => Err(SessionError::Protocol(format!("stream {stream_id} was never created"))),
+            Some(_) => Err(SessionError::Protocol(format!(
+                "stream {stream_id} is already in use"
+            ))),
+            None => Err(SessionError::Protocol(format!(
+                "stream {stream_id} was never created"
+            ))),
         }
     }
 
     fn end_stream(&mut self, stream_id: u32) {
         match self.role(stream_id) {
             Role::Publishing => {
-                self.send_status(stream_id, "status", "NetStream.Unpublish.Success", "Stopped publishing.");
+                self.send_status(
+                    stream_id,
+                    "status",
+                    "NetStream.Unpublish.Success",
+                    "Stopped publishing.",
+                );
                 self.events.push_back(ServerEvent::Unpublish { stream_id });
             }
             Role::Playing => self.events.push_back(ServerEvent::StopPlay { stream_id }),
@@ -371,9 +489,18 @@ impl ServerSession {
     /// Accepts the pending connect: window, bandwidth, chunk size, `_result`, `onBWDone`.
     pub fn accept_connect(&mut self, object_encoding: f64) {
         self.phase = Phase::Connected;
-        self.send_control(type_id::WINDOW_ACK_SIZE, encode_u32(self.config.window_ack_size));
-        self.send_control(type_id::SET_PEER_BANDWIDTH, encode_peer_bandwidth(self.config.peer_bandwidth, 2));
-        self.send_control(type_id::SET_CHUNK_SIZE, encode_u32(self.config.out_chunk_size));
+        self.send_control(
+            type_id::WINDOW_ACK_SIZE,
+            encode_u32(self.config.window_ack_size),
+        );
+        self.send_control(
+            type_id::SET_PEER_BANDWIDTH,
+            encode_peer_bandwidth(self.config.peer_bandwidth, 2),
+        );
+        self.send_control(
+            type_id::SET_CHUNK_SIZE,
+            encode_u32(self.config.out_chunk_size),
+        );
         self.encoder.set_chunk_size(self.config.out_chunk_size);
         let props = Amf0Value::object([
             ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
@@ -387,7 +514,13 @@ impl ServerSession {
             ("objectEncoding", Amf0Value::Number(object_encoding)),
         ]);
         self.send_command(0, "_result", self.connect_txn, props, &[info]);
-        self.send_command(0, "onBWDone", 0.0, Amf0Value::Null, &[Amf0Value::Number(8192.0)]);
+        self.send_command(
+            0,
+            "onBWDone",
+            0.0,
+            Amf0Value::Null,
+            &[Amf0Value::Number(8192.0)],
+        );
     }
 
     /// Refuses the pending connect (the caller closes the connection after flushing).
@@ -399,8 +532,16 @@ impl ServerSession {
     /// Accepts a publish: StreamBegin and `NetStream.Publish.Start`.
     pub fn accept_publish(&mut self, stream_id: u32, name: &str) {
         self.streams.insert(stream_id, Role::Publishing);
-        self.send_control(type_id::USER_CONTROL, encode_user_control(&UserControl::StreamBegin(stream_id)));
-        self.send_status(stream_id, "status", "NetStream.Publish.Start", &format!("{name} is now published."));
+        self.send_control(
+            type_id::USER_CONTROL,
+            encode_user_control(&UserControl::StreamBegin(stream_id)),
+        );
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            &format!("{name} is now published."),
+        );
     }
 
     /// Refuses a publish with `code` (e.g. `NetStream.Publish.BadName`).
@@ -411,11 +552,24 @@ impl ServerSession {
     /// Accepts a play: StreamBegin, Play.Reset, Play.Start, `|RtmpSampleAccess`.
     pub fn accept_play(&mut self, stream_id: u32, name: &str, reset: bool) {
         self.streams.insert(stream_id, Role::Playing);
-        self.send_control(type_id::USER_CONTROL, encode_user_control(&UserControl::StreamBegin(stream_id)));
+        self.send_control(
+            type_id::USER_CONTROL,
+            encode_user_control(&UserControl::StreamBegin(stream_id)),
+        );
         if reset {
-            self.send_status(stream_id, "status", "NetStream.Play.Reset", &format!("Playing and resetting {name}."));
+            self.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                &format!("Playing and resetting {name}."),
+            );
         }
-        self.send_status(stream_id, "status", "NetStream.Play.Start", &format!("Started playing {name}."));
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            &format!("Started playing {name}."),
+        );
         let access = encode_data(&[
             Amf0Value::string("|RtmpSampleAccess"),
             Amf0Value::Boolean(true),
@@ -423,7 +577,15 @@ impl ServerSession {
         ]);
         // No `onStatus NetStream.Data.Start` data message: ffmpeg turns unknown script data into
         // an extra "data" stream, which confuses players.
-        write_message(&self.encoder, &mut self.out, csid::DATA, type_id::DATA_AMF0, stream_id, 0, &access);
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            csid::DATA,
+            type_id::DATA_AMF0,
+            stream_id,
+            0,
+            &access,
+        );
     }
 
     /// Refuses a play with `code` (e.g. `NetStream.Play.StreamNotFound`, `NetStream.Play.Failed`).
@@ -433,19 +595,38 @@ impl ServerSession {
 
     /// Tells a waiting or playing viewer that a publisher started.
     pub fn publish_notify(&mut self, stream_id: u32, name: &str) {
-        self.send_control(type_id::USER_CONTROL, encode_user_control(&UserControl::StreamBegin(stream_id)));
-        self.send_status(stream_id, "status", "NetStream.Play.PublishNotify", &format!("{name} is now published."));
+        self.send_control(
+            type_id::USER_CONTROL,
+            encode_user_control(&UserControl::StreamBegin(stream_id)),
+        );
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.PublishNotify",
+            &format!("{name} is now published."),
+        );
     }
 
     /// Tells a playing viewer that the publisher left.
     pub fn unpublish_notify(&mut self, stream_id: u32, name: &str) {
-        self.send_status(stream_id, "status", "NetStream.Play.UnpublishNotify", &format!("{name} is now unpublished."));
-        self.send_control(type_id::USER_CONTROL, encode_user_control(&UserControl::StreamEof(stream_id)));
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            &format!("{name} is now unpublished."),
+        );
+        self.send_control(
+            type_id::USER_CONTROL,
+            encode_user_control(&UserControl::StreamEof(stream_id)),
+        );
     }
 
     /// Sends a ping request carrying `timestamp`.
     pub fn ping(&mut self, timestamp: u32) {
-        self.send_control(type_id::USER_CONTROL, encode_user_control(&UserControl::PingRequest(timestamp)));
+        self.send_control(
+            type_id::USER_CONTROL,
+            encode_user_control(&UserControl::PingRequest(timestamp)),
+        );
     }
 
     /// Sends an `onStatus` on `stream_id`.
@@ -454,13 +635,36 @@ impl ServerSession {
         self.send_command(stream_id, "onStatus", 0.0, Amf0Value::Null, &[info]);
     }
 
-    fn send_command(&mut self, stream_id: u32, name: &str, txn: f64, object: Amf0Value, args: &[Amf0Value]) {
+    fn send_command(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        txn: f64,
+        object: Amf0Value,
+        args: &[Amf0Value],
+    ) {
         let payload = encode_command(name, txn, &object, args);
-        write_message(&self.encoder, &mut self.out, csid::COMMAND, type_id::COMMAND_AMF0, stream_id, 0, &payload);
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            csid::COMMAND,
+            type_id::COMMAND_AMF0,
+            stream_id,
+            0,
+            &payload,
+        );
     }
 
     fn send_control(&mut self, type_id: u8, payload: Bytes) {
-        write_message(&self.encoder, &mut self.out, csid::PROTOCOL, type_id, 0, 0, &payload);
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            csid::PROTOCOL,
+            type_id,
+            0,
+            0,
+            &payload,
+        );
     }
 }
 

@@ -43,14 +43,19 @@ fn client_events(client: &mut ClientSession) -> Vec<ClientEvent> {
 }
 
 fn connected_pair(kind: HandshakeKind, split: usize) -> (ServerSession, ClientSession) {
-    let mut server = ServerSession::new(ServerSessionConfig { out_chunk_size: 4096, ..Default::default() });
+    let mut server = ServerSession::new(ServerSessionConfig {
+        out_chunk_size: 4096,
+        ..Default::default()
+    });
     let mut cfg = ClientSessionConfig::new("live", "rtmp://127.0.0.1/live?token=abc");
     cfg.handshake = kind;
     let mut client = ClientSession::new(cfg);
     client.start();
     let events = pump(&mut server, &mut client, split);
     match &events[..] {
-        [ServerEvent::Connect { app, query, tc_url, .. }] => {
+        [ServerEvent::Connect {
+            app, query, tc_url, ..
+        }] => {
             assert_eq!(app, "live");
             assert_eq!(query, "token=abc");
             assert_eq!(tc_url.as_deref(), Some("rtmp://127.0.0.1/live?token=abc"));
@@ -80,17 +85,30 @@ fn publish_media_and_unpublish() {
         client.publish("cam1?sign=1-abc");
         let events = pump(&mut server, &mut client, split);
         let sid = match &events[..] {
-            [ServerEvent::Publish { stream_id, name, query, mode }] => {
-                assert_eq!((name.as_str(), query.as_str(), *mode), ("cam1", "sign=1-abc", PublishMode::Live));
+            [ServerEvent::Publish {
+                stream_id,
+                name,
+                query,
+                mode,
+            }] => {
+                assert_eq!(
+                    (name.as_str(), query.as_str(), *mode),
+                    ("cam1", "sign=1-abc", PublishMode::Live)
+                );
                 *stream_id
             }
             other => panic!("expected publish, got {other:?}"),
         };
         server.accept_publish(sid, "cam1");
         pump(&mut server, &mut client, split);
-        assert_eq!(codes(&client_events(&mut client)), vec!["NetStream.Publish.Start"]);
+        assert_eq!(
+            codes(&client_events(&mut client)),
+            vec!["NetStream.Publish.Start"]
+        );
 
-        client.send_metadata(&[2, 0, 10, b'o', b'n', b'M', b'e', b't', b'a', b'D', b'a', b't', b'a', 5]);
+        client.send_metadata(&[
+            2, 0, 10, b'o', b'n', b'M', b'e', b't', b'a', b'D', b'a', b't', b'a', 5,
+        ]);
         let big = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
         client.send_media(MediaKind::Video, 0x0100_0000, &big);
         client.send_media(MediaKind::Audio, 40, b"\xaf\x01abc");
@@ -98,14 +116,29 @@ fn publish_media_and_unpublish() {
         assert!(matches!(&events[0], ServerEvent::Metadata { payload, .. } if payload.len() == 14));
         assert_eq!(
             events[1],
-            ServerEvent::Media { kind: MediaKind::Video, stream_id: sid, timestamp: 0x0100_0000, payload: big }
+            ServerEvent::Media {
+                kind: MediaKind::Video,
+                stream_id: sid,
+                timestamp: 0x0100_0000,
+                payload: big
+            }
         );
-        assert!(matches!(&events[2], ServerEvent::Media { kind: MediaKind::Audio, timestamp: 40, .. }));
+        assert!(matches!(
+            &events[2],
+            ServerEvent::Media {
+                kind: MediaKind::Audio,
+                timestamp: 40,
+                ..
+            }
+        ));
 
         client.close_stream();
         let events = pump(&mut server, &mut client, split);
         assert_eq!(events, vec![ServerEvent::Unpublish { stream_id: sid }]);
-        assert_eq!(codes(&client_events(&mut client)), vec!["NetStream.Unpublish.Success"]);
+        assert_eq!(
+            codes(&client_events(&mut client)),
+            vec!["NetStream.Unpublish.Success"]
+        );
     }
 }
 
@@ -114,7 +147,15 @@ fn play_receives_status_and_media() {
     let (mut server, mut client) = connected_pair(HandshakeKind::Simple, 1000);
     client.play("cam1");
     let events = pump(&mut server, &mut client, 1000);
-    let ServerEvent::Play { stream_id, name, start, .. } = &events[0] else { panic!("{events:?}") };
+    let ServerEvent::Play {
+        stream_id,
+        name,
+        start,
+        ..
+    } = &events[0]
+    else {
+        panic!("{events:?}")
+    };
     assert_eq!((name.as_str(), *start), ("cam1", -2.0));
     let sid = *stream_id;
     server.accept_play(sid, "cam1", true);
@@ -133,14 +174,22 @@ fn play_receives_status_and_media() {
     let mut wire = BytesMut::new();
     server.encoder().encode(
         6,
-        &crate::chunk::MessageHeader { timestamp: 33, type_id: 9, stream_id: sid },
+        &crate::chunk::MessageHeader {
+            timestamp: 33,
+            type_id: 9,
+            stream_id: sid,
+        },
         b"\x17\x01frame",
         &mut wire,
     );
     client.feed(&mut wire).unwrap();
     assert_eq!(
         client_events(&mut client),
-        vec![ClientEvent::Media { kind: MediaKind::Video, timestamp: 33, payload: Bytes::from_static(b"\x17\x01frame") }]
+        vec![ClientEvent::Media {
+            kind: MediaKind::Video,
+            timestamp: 33,
+            payload: Bytes::from_static(b"\x17\x01frame")
+        }]
     );
 }
 
@@ -155,6 +204,17 @@ fn publish_on_a_stream_never_created_is_a_protocol_error() {
     );
     // The client announced chunk size 4096 to the server, so any chunk size >= payload works.
     let mut wire = BytesMut::new();
-    crate::message::write_message(&crate::chunk::ChunkEncoder::new(4096), &mut wire, 3, 20, 9, 0, &payload);
-    assert!(matches!(server.feed(&mut wire), Err(super::SessionError::Protocol(_))));
+    crate::message::write_message(
+        &crate::chunk::ChunkEncoder::new(4096),
+        &mut wire,
+        3,
+        20,
+        9,
+        0,
+        &payload,
+    );
+    assert!(matches!(
+        server.feed(&mut wire),
+        Err(super::SessionError::Protocol(_))
+    ));
 }

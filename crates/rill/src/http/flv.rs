@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,19 +47,25 @@ pub async fn play(
         Err(_) => {
             let log = ViewerLog::new(id, peer, "http-flv", &sub);
             let feed = FlvFeed::new(sub);
-            let body = futures_util::stream::unfold((feed, shutdown, log), |(mut feed, shutdown, mut log)| async move {
-                let chunk = tokio::select! {
-                    c = feed.next() => c,
-                    _ = shutdown.cancelled() => Err("server shutting down".into()),
-                };
-                match chunk {
-                    Ok(b) => Some((Ok::<Bytes, std::convert::Infallible>(b), (feed, shutdown, log))),
-                    Err(reason) => {
-                        log.end(reason);
-                        None
+            let body = futures_util::stream::unfold(
+                (feed, shutdown, log),
+                |(mut feed, shutdown, mut log)| async move {
+                    let chunk = tokio::select! {
+                        c = feed.next() => c,
+                        _ = shutdown.cancelled() => Err("server shutting down".into()),
+                    };
+                    match chunk {
+                        Ok(b) => Some((
+                            Ok::<Bytes, std::convert::Infallible>(b),
+                            (feed, shutdown, log),
+                        )),
+                        Err(reason) => {
+                            log.end(reason);
+                            None
+                        }
                     }
-                }
-            });
+                },
+            );
             Response::builder()
                 .header(header::CONTENT_TYPE, "video/x-flv")
                 .header(header::CACHE_CONTROL, "no-cache")
@@ -69,7 +75,12 @@ pub async fn play(
     }
 }
 
-async fn ws_session(socket: WebSocket, mut feed: FlvFeed, shutdown: CancellationToken, mut log: ViewerLog) {
+async fn ws_session(
+    socket: WebSocket,
+    mut feed: FlvFeed,
+    shutdown: CancellationToken,
+    mut log: ViewerLog,
+) {
     let (mut tx, mut rx) = socket.split();
     let reason = loop {
         tokio::select! {
@@ -114,7 +125,11 @@ struct FlvFeed {
 
 impl FlvFeed {
     fn new(sub: Subscription) -> Self {
-        FlvFeed { sub, header_sent: false, ready: VecDeque::new() }
+        FlvFeed {
+            sub,
+            header_sent: false,
+            ready: VecDeque::new(),
+        }
     }
 
     /// The next chunk of bytes to send, waiting for the stream if needed.
@@ -148,8 +163,13 @@ impl FlvFeed {
             let kind = f.frame.kind;
             let audio = t.audio || kind == rill_media::FrameKind::Audio;
             let video = t.video || kind == rill_media::FrameKind::Video;
-            let (audio, video) = if !audio && !video { (true, true) } else { (audio, video) };
-            self.ready.push_back(Bytes::copy_from_slice(&flv::file_header(audio, video)));
+            let (audio, video) = if !audio && !video {
+                (true, true)
+            } else {
+                (audio, video)
+            };
+            self.ready
+                .push_back(Bytes::copy_from_slice(&flv::file_header(audio, video)));
             self.header_sent = true;
         }
         self.ready.push_back(f.flv_tag());
@@ -176,7 +196,13 @@ impl ViewerLog {
     fn new(id: u64, peer: SocketAddr, protocol: &'static str, sub: &Subscription) -> Self {
         let path = sub.stream().path();
         tracing::info!(id, %peer, protocol, stream = %path, live = sub.stream().is_live(), "play start");
-        ViewerLog { id, peer, protocol, path, reason: "peer closed".into() }
+        ViewerLog {
+            id,
+            peer,
+            protocol,
+            path,
+            reason: "peer closed".into(),
+        }
     }
 
     /// Records why the viewer ended (logged on drop).

@@ -20,7 +20,10 @@ pub struct Limited {
 
 impl Limited {
     pub fn new(inner: TcpListener, max: usize) -> Self {
-        Limited { inner, slots: Arc::new(Semaphore::new(max)) }
+        Limited {
+            inner,
+            slots: Arc::new(Semaphore::new(max)),
+        }
     }
 }
 
@@ -47,11 +50,19 @@ impl Listener for Limited {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             // The semaphore is never closed, so acquiring only fails if it were; retry then.
-            let Ok(permit) = self.slots.clone().acquire_owned().await else { continue };
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                continue;
+            };
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (LimitedStream { stream, _permit: permit }, addr);
+                    return (
+                        LimitedStream {
+                            stream,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "http accept failed");
@@ -67,13 +78,21 @@ impl Listener for Limited {
 }
 
 impl AsyncRead for LimitedStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for LimitedStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 

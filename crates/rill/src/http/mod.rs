@@ -40,7 +40,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
     let shutdown = ctx.shutdown.clone();
     let listener = listener::Limited::new(listener, ctx.config.http.max_connections);
     let app = router(ctx).into_make_service_with_connect_info::<listener::Peer>();
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
         tracing::error!(error = %e, "http server failed");
     }
 }

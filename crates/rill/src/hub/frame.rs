@@ -23,20 +23,33 @@ pub struct HubFrame {
 
 impl HubFrame {
     pub fn new(frame: Frame, chunk_size: u32) -> Self {
-        HubFrame { frame, chunk_size, flv_tag: OnceLock::new(), rtmp: OnceLock::new() }
+        HubFrame {
+            frame,
+            chunk_size,
+            flv_tag: OnceLock::new(),
+            rtmp: OnceLock::new(),
+        }
     }
 
     /// The whole FLV tag (header, body, previous tag size).
     pub fn flv_tag(&self) -> Bytes {
         self.flv_tag
-            .get_or_init(|| flv::tag_bytes(self.frame.kind.flv_tag_type(), self.frame.timestamp, &self.frame.payload))
+            .get_or_init(|| {
+                flv::tag_bytes(
+                    self.frame.kind.flv_tag_type(),
+                    self.frame.timestamp,
+                    &self.frame.payload,
+                )
+            })
             .clone()
     }
 
     /// The RTMP chunks of this frame for a player on message stream `stream_id`.
     pub fn rtmp_chunks(&self, chunk_size: u32, stream_id: u32) -> Bytes {
         if chunk_size == self.chunk_size && stream_id == COMMON_STREAM_ID {
-            self.rtmp.get_or_init(|| self.encode_rtmp(chunk_size, stream_id)).clone()
+            self.rtmp
+                .get_or_init(|| self.encode_rtmp(chunk_size, stream_id))
+                .clone()
         } else {
             self.encode_rtmp(chunk_size, stream_id)
         }

@@ -21,7 +21,12 @@ pub struct GopCache {
 
 impl GopCache {
     pub fn new(max_bytes: usize, max_frames: usize) -> Self {
-        GopCache { frames: VecDeque::new(), bytes: 0, max_bytes, max_frames }
+        GopCache {
+            frames: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+            max_frames,
+        }
     }
 
     pub fn clear(&mut self) {
@@ -109,7 +114,11 @@ mod tests {
     fn starts_at_last_keyframe() {
         let mut g = GopCache::new(1 << 20, 100);
         g.push(&video(0, false, 10), true);
-        assert_eq!(g.len(), 0, "frames before the first keyframe are not cached");
+        assert_eq!(
+            g.len(),
+            0,
+            "frames before the first keyframe are not cached"
+        );
         g.push(&video(33, true, 10), true);
         g.push(&audio(40), true);
         g.push(&video(66, false, 10), true);

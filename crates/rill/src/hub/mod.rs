@@ -64,7 +64,11 @@ fn key(app: &str, name: &str) -> String {
 
 impl Hub {
     pub fn new(config: HubConfig) -> Arc<Hub> {
-        Arc::new(Hub { config, streams: Mutex::new(HashMap::new()), counters: HubCounters::default() })
+        Arc::new(Hub {
+            config,
+            streams: Mutex::new(HashMap::new()),
+            counters: HubCounters::default(),
+        })
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Stream>>> {
@@ -90,7 +94,13 @@ impl Hub {
 
     /// Publishes `app/name` for `session_id`. A live name is refused unless its publisher has been
     /// silent for the idle timeout, in which case that publisher is kicked and replaced.
-    pub fn publish(self: &Arc<Self>, app: &str, name: &str, session_id: u64, kick: CancellationToken) -> Result<Publisher, PublishError> {
+    pub fn publish(
+        self: &Arc<Self>,
+        app: &str,
+        name: &str,
+        session_id: u64,
+        kick: CancellationToken,
+    ) -> Result<Publisher, PublishError> {
         let stream = self.get_or_create(app, name);
         {
             let mut inner = stream.lock();
@@ -101,10 +111,18 @@ impl Hub {
                 tracing::info!(stream = %stream.path(), old = old.session_id, new = session_id, "replacing an idle publisher");
                 old.kick.cancel();
             }
-            let slot = PublisherSlot { session_id, kick, last_media: Instant::now() };
+            let slot = PublisherSlot {
+                session_id,
+                kick,
+                last_media: Instant::now(),
+            };
             Stream::start_publish(&mut inner, slot, stream.sender());
         }
-        Ok(Publisher { hub: self.clone(), stream, session_id })
+        Ok(Publisher {
+            hub: self.clone(),
+            stream,
+            session_id,
+        })
     }
 
     /// Subscribes to `app/name`, creating a waiting stream if nobody publishes it yet.
@@ -235,19 +253,28 @@ impl Subscription {
                 }
                 let fr = &f.frame;
                 let resume = fr.is_video_keyframe()
-                    || (fr.kind == FrameKind::Audio && !fr.sequence_header && !self.stream.tracks().video);
+                    || (fr.kind == FrameKind::Audio
+                        && !fr.sequence_header
+                        && !self.stream.tracks().video);
                 if fr.sequence_header || fr.kind == FrameKind::Metadata {
                     return Ok(Some(Packet::Frame(f)));
                 }
                 if !resume {
-                    self.hub.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.hub
+                        .counters
+                        .frames_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                     return Ok(None);
                 }
                 self.skipping = false;
                 // If the codec configuration changed while this viewer was behind, resend it first.
                 if fr.kind == FrameKind::Video {
                     if let Some(seq) = self.stream.video_sequence_header() {
-                        if !self.sent_video_seq.as_ref().is_some_and(|s| Arc::ptr_eq(s, &seq)) {
+                        if !self
+                            .sent_video_seq
+                            .as_ref()
+                            .is_some_and(|s| Arc::ptr_eq(s, &seq))
+                        {
                             self.backlog.push_back(Packet::Frame(f));
                             return Ok(Some(Packet::Frame(seq)));
                         }
@@ -263,14 +290,24 @@ impl Subscription {
                 Ok(Some(p))
             }
             Err(RecvError::Lagged(n)) => {
-                self.hub.counters.frames_dropped.fetch_add(n, Ordering::Relaxed);
+                self.hub
+                    .counters
+                    .frames_dropped
+                    .fetch_add(n, Ordering::Relaxed);
                 let now = Instant::now();
                 self.lags.push_back(now);
-                while self.lags.front().is_some_and(|t| now.duration_since(*t) > LAG_WINDOW) {
+                while self
+                    .lags
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > LAG_WINDOW)
+                {
                     self.lags.pop_front();
                 }
                 if self.lags.len() > MAX_LAGS {
-                    self.hub.counters.viewers_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.hub
+                        .counters
+                        .viewers_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                     return Err(ViewerEnd::TooSlow);
                 }
                 self.skipping = true;

@@ -131,7 +131,11 @@ impl Stream {
     }
 
     /// Takes the publisher slot (the caller checked it is free or stale).
-    pub(super) fn start_publish(inner: &mut StreamInner, slot: PublisherSlot, tx: &broadcast::Sender<Packet>) {
+    pub(super) fn start_publish(
+        inner: &mut StreamInner,
+        slot: PublisherSlot,
+        tx: &broadcast::Sender<Packet>,
+    ) {
         inner.publisher = Some(slot);
         inner.metadata = None;
         inner.video_seq = None;
@@ -162,7 +166,9 @@ impl Stream {
     /// every viewer. Returns false if that session no longer owns the stream.
     pub fn push(&self, session_id: u64, mut frame: Frame) -> bool {
         let mut inner = self.lock();
-        let Some(slot) = inner.publisher.as_mut() else { return false };
+        let Some(slot) = inner.publisher.as_mut() else {
+            return false;
+        };
         if slot.session_id != session_id {
             return false;
         }
@@ -213,7 +219,10 @@ impl Stream {
 
     /// Whether the publisher `session_id` has been silent for `idle` (a dead session lingering).
     pub(super) fn publisher_idle(inner: &StreamInner, idle: Duration) -> bool {
-        inner.publisher.as_ref().is_some_and(|p| p.last_media.elapsed() >= idle)
+        inner
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.last_media.elapsed() >= idle)
     }
 
     /// Joins as a viewer: the snapshot of what a new viewer needs first, and the live ring.
@@ -223,7 +232,10 @@ impl Stream {
         let rx = self.tx.subscribe();
         let mut backlog = VecDeque::new();
         if inner.publisher.is_some() {
-            for f in [&inner.metadata, &inner.video_seq, &inner.audio_seq].into_iter().flatten() {
+            for f in [&inner.metadata, &inner.video_seq, &inner.audio_seq]
+                .into_iter()
+                .flatten()
+            {
                 backlog.push_back(Packet::Frame(f.clone()));
             }
             backlog.extend(inner.gop.frames().map(|f| Packet::Frame(f.clone())));
@@ -246,7 +258,9 @@ impl Stream {
 /// Reads `hasAudio`/`hasVideo`/`audiocodecid`/`videocodecid` from an `onMetaData` payload.
 fn metadata_tracks(payload: &[u8]) -> (bool, bool) {
     use amf0::Amf0Value;
-    let Ok(values) = amf0::decode_all(payload) else { return (false, false) };
+    let Ok(values) = amf0::decode_all(payload) else {
+        return (false, false);
+    };
     let props = values.iter().find(|v| {
         let v = match v {
             Amf0Value::Amf3(inner) => inner.as_ref(),
@@ -254,11 +268,18 @@ fn metadata_tracks(payload: &[u8]) -> (bool, bool) {
         };
         matches!(v, Amf0Value::Object(_) | Amf0Value::EcmaArray(_))
     });
-    let Some(props) = props else { return (false, false) };
+    let Some(props) = props else {
+        return (false, false);
+    };
     let has = |flag: &str, id: &str| {
         let flagged = props.get(flag).and_then(|v| v.as_bool()).unwrap_or(false);
-        let codec = props.get(id).is_some_and(|v| !matches!(v, Amf0Value::Null | Amf0Value::Undefined));
+        let codec = props
+            .get(id)
+            .is_some_and(|v| !matches!(v, Amf0Value::Null | Amf0Value::Undefined));
         flagged || codec
     };
-    (has("hasAudio", "audiocodecid"), has("hasVideo", "videocodecid"))
+    (
+        has("hasAudio", "audiocodecid"),
+        has("hasVideo", "videocodecid"),
+    )
 }

@@ -40,7 +40,9 @@ fn ts_of(p: &Packet) -> Option<u32> {
 #[tokio::test]
 async fn late_viewer_gets_sequence_header_then_gop() {
     let hub = hub(64, Duration::from_secs(5));
-    let publisher = hub.publish("live", "a", 1, CancellationToken::new()).unwrap();
+    let publisher = hub
+        .publish("live", "a", 1, CancellationToken::new())
+        .unwrap();
     publisher.push(video(0, SEQ));
     publisher.push(video(0, KEY));
     publisher.push(video(33, INTER));
@@ -50,7 +52,9 @@ async fn late_viewer_gets_sequence_header_then_gop() {
     let first = sub.recv().await.unwrap();
     assert!(matches!(&first, Packet::Frame(f) if f.frame.sequence_header));
     let p = sub.recv().await.unwrap();
-    assert!(matches!(&p, Packet::Frame(f) if f.frame.is_video_keyframe() && f.frame.timestamp == 66));
+    assert!(
+        matches!(&p, Packet::Frame(f) if f.frame.is_video_keyframe() && f.frame.timestamp == 66)
+    );
     assert_eq!(ts_of(&sub.recv().await.unwrap()), Some(99));
     publisher.push(video(133, INTER));
     assert_eq!(ts_of(&sub.recv().await.unwrap()), Some(133));
@@ -64,40 +68,65 @@ async fn second_publisher_refused_unless_first_is_idle() {
     let first = hub.publish("live", "a", 1, kick.clone()).unwrap();
     first.push(video(0, KEY));
     assert_eq!(
-        hub.publish("live", "a", 2, CancellationToken::new()).unwrap_err(),
+        hub.publish("live", "a", 2, CancellationToken::new())
+            .unwrap_err(),
         PublishError::AlreadyPublishing("/live/a".into())
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let second = hub.publish("live", "a", 2, CancellationToken::new()).unwrap();
+    let second = hub
+        .publish("live", "a", 2, CancellationToken::new())
+        .unwrap();
     assert!(kick.is_cancelled(), "the idle publisher is told to go");
-    assert!(!first.push(video(40, KEY)), "the replaced publisher can no longer push");
+    assert!(
+        !first.push(video(40, KEY)),
+        "the replaced publisher can no longer push"
+    );
     drop(first);
-    assert!(hub.stream("live", "a").unwrap().is_live(), "dropping the old one must not unpublish the new");
+    assert!(
+        hub.stream("live", "a").unwrap().is_live(),
+        "dropping the old one must not unpublish the new"
+    );
     drop(second);
-    assert!(hub.stream("live", "a").is_none(), "no publisher, no viewer: removed");
+    assert!(
+        hub.stream("live", "a").is_none(),
+        "no publisher, no viewer: removed"
+    );
 }
 
 #[tokio::test]
 async fn viewer_waits_and_survives_republish_with_continuing_timestamps() {
     let hub = hub(64, Duration::from_secs(5));
     let mut sub = hub.subscribe("live", "a");
-    let p = hub.publish("live", "a", 1, CancellationToken::new()).unwrap();
+    let p = hub
+        .publish("live", "a", 1, CancellationToken::new())
+        .unwrap();
     assert!(matches!(sub.recv().await.unwrap(), Packet::Publish));
     p.push(video(1000, KEY));
     assert_eq!(ts_of(&sub.recv().await.unwrap()), Some(1000));
     drop(p);
     assert!(matches!(sub.recv().await.unwrap(), Packet::Unpublish));
-    assert!(hub.stream("live", "a").is_some(), "a waiting viewer keeps the stream");
-    let p = hub.publish("live", "a", 2, CancellationToken::new()).unwrap();
+    assert!(
+        hub.stream("live", "a").is_some(),
+        "a waiting viewer keeps the stream"
+    );
+    let p = hub
+        .publish("live", "a", 2, CancellationToken::new())
+        .unwrap();
     p.push(video(0, KEY));
     assert!(matches!(sub.recv().await.unwrap(), Packet::Publish));
-    assert_eq!(ts_of(&sub.recv().await.unwrap()), Some(1001), "timestamps continue across republish");
+    assert_eq!(
+        ts_of(&sub.recv().await.unwrap()),
+        Some(1001),
+        "timestamps continue across republish"
+    );
 }
 
 #[tokio::test]
 async fn slow_viewer_skips_to_next_keyframe_and_publisher_never_waits() {
     let hub = hub(16, Duration::from_secs(5));
-    let p = hub.publish("live", "a", 1, CancellationToken::new()).unwrap();
+    let p = hub
+        .publish("live", "a", 1, CancellationToken::new())
+        .unwrap();
     let mut slow = hub.subscribe("live", "a");
     p.push(video(0, SEQ));
     for i in 0..40 {
@@ -109,27 +138,34 @@ async fn slow_viewer_skips_to_next_keyframe_and_publisher_never_waits() {
     while let Some(pk) = slow.try_recv().unwrap() {
         got.push(pk);
     }
-    let first = got.iter().find_map(ts_of).unwrap();
-    assert_eq!(first, 40 * 33, "after the lag the viewer resumes at the keyframe");
+    // The sequence header was lost in the lag, so it is resent before the keyframe.
+    assert!(matches!(&got[0], Packet::Frame(f) if f.frame.sequence_header));
+    assert!(
+        matches!(&got[1], Packet::Frame(f) if f.frame.is_video_keyframe() && f.frame.timestamp == 40 * 33)
+    );
+    assert_eq!(
+        got.len(),
+        3,
+        "resumes at the keyframe, then the live frames"
+    );
     assert!(hub.counters.frames_dropped.load(Ordering::Relaxed) > 0);
 }
 
 #[tokio::test]
 async fn viewer_that_keeps_lagging_is_dropped() {
     let hub = hub(16, Duration::from_secs(5));
-    let p = hub.publish("live", "a", 1, CancellationToken::new()).unwrap();
+    let p = hub
+        .publish("live", "a", 1, CancellationToken::new())
+        .unwrap();
     let mut slow = hub.subscribe("live", "a");
     let mut ended = None;
     for round in 0..10u32 {
         for i in 0..40 {
             p.push(video(round * 10_000 + i, KEY));
         }
-        match slow.try_recv() {
-            Err(e) => {
-                ended = Some(e);
-                break;
-            }
-            Ok(_) => {}
+        if let Err(e) = slow.try_recv() {
+            ended = Some(e);
+            break;
         }
     }
     assert_eq!(ended, Some(ViewerEnd::TooSlow));

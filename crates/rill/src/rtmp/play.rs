@@ -21,7 +21,15 @@ pub struct Player {
 
 impl Player {
     pub fn new(stream_id: u32, name: String, sub: Subscription) -> Self {
-        Player { stream_id, name, sub, paused: false, audio: true, video: true, need_keyframe: false }
+        Player {
+            stream_id,
+            name,
+            sub,
+            paused: false,
+            audio: true,
+            video: true,
+            need_keyframe: false,
+        }
     }
 
     pub fn set_paused(&mut self, paused: bool) {

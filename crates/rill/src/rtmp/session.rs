@@ -95,11 +95,13 @@ impl Conn {
         let rtmp = &ctx.config.rtmp;
         let (mut rd, mut wr) = socket.into_split();
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let connect_deadline = tokio::time::Instant::now() + Duration::from_secs(rtmp.handshake_timeout);
+        let connect_deadline =
+            tokio::time::Instant::now() + Duration::from_secs(rtmp.handshake_timeout);
         let ping_every = Duration::from_secs(if rtmp.ping == 0 { 3600 } else { rtmp.ping });
         let ping_timeout = Duration::from_secs(rtmp.ping_timeout);
         let write_timeout = Duration::from_secs(rtmp.ping_timeout.max(10));
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let started = Instant::now();
         let mut last_rx = Instant::now();
         let shutdown = ctx.shutdown.clone();
@@ -175,7 +177,8 @@ impl Conn {
         match event {
             ServerEvent::Connect { app, tc_url, .. } => {
                 if app.is_empty() {
-                    self.session.reject_connect("an application name is required");
+                    self.session
+                        .reject_connect("an application name is required");
                     self.closing = Some("connect without app".into());
                     return;
                 }
@@ -184,31 +187,55 @@ impl Conn {
                 self.label = format!("connected to app {app}");
                 self.app = Some(app);
             }
-            ServerEvent::Publish { stream_id, name, .. } => self.publish(stream_id, name),
-            ServerEvent::Play { stream_id, name, reset, .. } => self.play(stream_id, name, reset),
+            ServerEvent::Publish {
+                stream_id, name, ..
+            } => self.publish(stream_id, name),
+            ServerEvent::Play {
+                stream_id,
+                name,
+                reset,
+                ..
+            } => self.play(stream_id, name, reset),
             ServerEvent::Unpublish { stream_id } => {
-                if self.publishing.as_ref().is_some_and(|(sid, _)| *sid == stream_id) {
+                if self
+                    .publishing
+                    .as_ref()
+                    .is_some_and(|(sid, _)| *sid == stream_id)
+                {
                     if let Some((_, p)) = self.publishing.take() {
                         tracing::info!(stream = %p.stream().path(), "unpublish");
                     }
                 }
             }
             ServerEvent::StopPlay { stream_id } => {
-                if self.player.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                if self
+                    .player
+                    .as_ref()
+                    .is_some_and(|p| p.stream_id == stream_id)
+                {
                     self.player = None;
                 }
             }
-            ServerEvent::Media { kind, stream_id, timestamp, payload } => {
+            ServerEvent::Media {
+                kind,
+                stream_id,
+                timestamp,
+                payload,
+            } => {
                 let kind = match kind {
                     MediaKind::Audio => FrameKind::Audio,
                     MediaKind::Video => FrameKind::Video,
                 };
                 self.push(stream_id, kind, timestamp, payload);
             }
-            ServerEvent::Metadata { stream_id, timestamp, payload } => {
-                self.push(stream_id, FrameKind::Metadata, timestamp, payload)
-            }
-            ServerEvent::Pause { stream_id, pause, .. } => {
+            ServerEvent::Metadata {
+                stream_id,
+                timestamp,
+                payload,
+            } => self.push(stream_id, FrameKind::Metadata, timestamp, payload),
+            ServerEvent::Pause {
+                stream_id, pause, ..
+            } => {
                 if let Some(p) = self.player.as_mut().filter(|p| p.stream_id == stream_id) {
                     p.set_paused(pause);
                 }
@@ -229,12 +256,24 @@ impl Conn {
 
     fn publish(&mut self, stream_id: u32, name: String) {
         let Some(app) = self.app.clone() else { return };
-        if name.is_empty() || name.contains('/') || self.publishing.is_some() || self.player.is_some() {
-            self.session.reject_publish(stream_id, "NetStream.Publish.BadName", "invalid stream name");
+        if name.is_empty()
+            || name.contains('/')
+            || self.publishing.is_some()
+            || self.player.is_some()
+        {
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "invalid stream name",
+            );
             self.closing = Some(format!("bad publish name {name:?}"));
             return;
         }
-        match self.ctx.hub.publish(&app, &name, self.id, self.kick.clone()) {
+        match self
+            .ctx
+            .hub
+            .publish(&app, &name, self.id, self.kick.clone())
+        {
             Ok(p) => {
                 tracing::info!(stream = %p.stream().path(), "publish start");
                 self.session.accept_publish(stream_id, &name);
@@ -243,7 +282,11 @@ impl Conn {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "publish refused");
-                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", "Stream already publishing");
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    "Stream already publishing",
+                );
                 self.closing = Some(e.to_string());
             }
         }
@@ -252,7 +295,11 @@ impl Conn {
     fn play(&mut self, stream_id: u32, name: String, reset: bool) {
         let Some(app) = self.app.clone() else { return };
         if name.is_empty() || self.player.is_some() || self.publishing.is_some() {
-            self.session.reject_play(stream_id, "NetStream.Play.StreamNotFound", "invalid stream name");
+            self.session.reject_play(
+                stream_id,
+                "NetStream.Play.StreamNotFound",
+                "invalid stream name",
+            );
             self.closing = Some(format!("bad play name {name:?}"));
             return;
         }
@@ -264,12 +311,16 @@ impl Conn {
     }
 
     fn push(&mut self, stream_id: u32, kind: FrameKind, timestamp: u32, payload: Bytes) {
-        let Some((sid, publisher)) = &self.publishing else { return };
+        let Some((sid, publisher)) = &self.publishing else {
+            return;
+        };
         if *sid != stream_id {
             return;
         }
         // Empty media messages (some encoders send them as keep-alives) carry nothing to forward.
-        let Ok(frame) = Frame::from_flv_body(kind, timestamp, payload) else { return };
+        let Ok(frame) = Frame::from_flv_body(kind, timestamp, payload) else {
+            return;
+        };
         if !publisher.push(frame) {
             self.closing = Some("stream taken over by another publisher".into());
         }
@@ -290,14 +341,21 @@ async fn next_packet(player: Option<&mut Player>) -> Result<crate::hub::Packet, 
     }
 }
 
-async fn read_some(rd: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_some(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
     rd.read_buf(buf).await
 }
 
-async fn timed_write(wr: &mut OwnedWriteHalf, batch: &mut Vec<Bytes>, limit: Duration) -> Result<(), String> {
+async fn timed_write(
+    wr: &mut OwnedWriteHalf,
+    batch: &mut Vec<Bytes>,
+    limit: Duration,
+) -> Result<(), String> {
     let r = tokio::time::timeout(limit, write_all_vectored(wr, batch)).await;
     batch.clear();
     match r {
