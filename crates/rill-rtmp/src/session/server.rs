@@ -457,15 +457,20 @@ impl ServerSession {
         Ok(())
     }
 
-    fn known_stream(&self, stream_id: u32) -> Result<u32, SessionError> {
+    /// The stream a publish/play arrived on. Some encoders skip createStream and use stream 1
+    /// (or 0) directly, so an unknown id is created on the spot, within the same limit.
+    fn known_stream(&mut self, stream_id: u32) -> Result<u32, SessionError> {
         match self.streams.get(&stream_id) {
             Some(Role::Idle) => Ok(stream_id),
             Some(_) => Err(SessionError::Protocol(format!(
                 "stream {stream_id} is already in use"
             ))),
-            None => Err(SessionError::Protocol(format!(
-                "stream {stream_id} was never created"
-            ))),
+            None if self.streams.len() < self.config.max_streams => {
+                self.streams.insert(stream_id, Role::Idle);
+                self.next_stream_id = self.next_stream_id.max(stream_id.saturating_add(1));
+                Ok(stream_id)
+            }
+            None => Err(SessionError::Protocol("too many streams".into())),
         }
     }
 

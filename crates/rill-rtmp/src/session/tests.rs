@@ -194,7 +194,7 @@ fn play_receives_status_and_media() {
 }
 
 #[test]
-fn publish_on_a_stream_never_created_is_a_protocol_error() {
+fn publish_without_create_stream_is_accepted_but_a_busy_stream_is_not() {
     let (mut server, _client) = connected_pair(HandshakeKind::Simple, 1000);
     let payload = crate::message::encode_command(
         "publish",
@@ -203,16 +203,16 @@ fn publish_on_a_stream_never_created_is_a_protocol_error() {
         &[crate::amf0::Amf0Value::string("x")],
     );
     // The client announced chunk size 4096 to the server, so any chunk size >= payload works.
+    let enc = crate::chunk::ChunkEncoder::new(4096);
     let mut wire = BytesMut::new();
-    crate::message::write_message(
-        &crate::chunk::ChunkEncoder::new(4096),
-        &mut wire,
-        3,
-        20,
-        9,
-        0,
-        &payload,
-    );
+    crate::message::write_message(&enc, &mut wire, 3, 20, 9, 0, &payload);
+    server.feed(&mut wire).unwrap();
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::Publish { stream_id: 9, .. })
+    ));
+    server.accept_publish(9, "x");
+    crate::message::write_message(&enc, &mut wire, 3, 20, 9, 0, &payload);
     assert!(matches!(
         server.feed(&mut wire),
         Err(super::SessionError::Protocol(_))
