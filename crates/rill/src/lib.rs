@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod config;
+pub mod control;
 mod http;
 pub mod hub;
 mod io;

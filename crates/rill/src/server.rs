@@ -1,7 +1,6 @@
 //! Server start-up, the shared [`Context`], and the [`ServerHandle`] an embedding program holds.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::control::sessions::Sessions;
 use crate::hub::{Hub, HubConfig, StreamLimits};
 
 /// Why the server could not start.
@@ -30,16 +30,9 @@ pub enum Error {
 pub struct Context {
     pub config: Config,
     pub hub: Arc<Hub>,
+    pub sessions: Arc<Sessions>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
-    next_id: AtomicU64,
-}
-
-impl Context {
-    /// A new session id, unique for the life of the process.
-    pub fn next_session_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
 }
 
 /// Entry point of the library.
@@ -79,9 +72,9 @@ impl ServerBuilder {
         let ctx = Arc::new(Context {
             config,
             hub,
+            sessions: Arc::new(Sessions::default()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            next_id: AtomicU64::new(1),
         });
         ctx.tasks
             .spawn(crate::rtmp::serve(rtmp_listener, ctx.clone()));
@@ -130,6 +123,11 @@ impl ServerHandle {
     /// The stream hub, for inspection.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.ctx.hub
+    }
+
+    /// The registry of live sessions.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.ctx.sessions
     }
 
     /// True while `app/stream` has a publisher.

@@ -5,7 +5,6 @@
 //! an unpublish and continue with the next publisher's sequence headers.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -20,6 +19,7 @@ use rill_media::flv;
 use tokio_util::sync::CancellationToken;
 
 use super::listener::Peer;
+use crate::control::sessions::{Protocol, Role, SessionGuard};
 use crate::hub::{Packet, Subscription, ViewerEnd};
 use crate::server::Context;
 
@@ -36,36 +36,22 @@ pub async fn play(
     let Some(name) = file.strip_suffix(".flv").filter(|n| !n.is_empty()) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    let id = ctx.next_session_id();
+    let protocol = if ws.is_ok() {
+        Protocol::WsFlv
+    } else {
+        Protocol::HttpFlv
+    };
+    let session = ctx.sessions.register(protocol, peer);
+    session.attach(&app, name, Some(Role::Player), "");
     let sub = ctx.hub.subscribe(&app, name);
-    let shutdown = ctx.shutdown.clone();
+    let viewer = Viewer::new(FlvFeed::new(sub), session, ctx.shutdown.clone());
     match ws {
-        Ok(ws) => {
-            let log = ViewerLog::new(id, peer, "ws-flv", &sub);
-            ws.on_upgrade(move |socket| ws_session(socket, FlvFeed::new(sub), shutdown, log))
-        }
+        Ok(ws) => ws.on_upgrade(move |socket| ws_session(socket, viewer)),
         Err(_) => {
-            let log = ViewerLog::new(id, peer, "http-flv", &sub);
-            let feed = FlvFeed::new(sub);
-            let body = futures_util::stream::unfold(
-                (feed, shutdown, log),
-                |(mut feed, shutdown, mut log)| async move {
-                    let chunk = tokio::select! {
-                        c = feed.next() => c,
-                        _ = shutdown.cancelled() => Err("server shutting down".into()),
-                    };
-                    match chunk {
-                        Ok(b) => Some((
-                            Ok::<Bytes, std::convert::Infallible>(b),
-                            (feed, shutdown, log),
-                        )),
-                        Err(reason) => {
-                            log.end(reason);
-                            None
-                        }
-                    }
-                },
-            );
+            let body = futures_util::stream::unfold(viewer, |mut viewer| async move {
+                let chunk = viewer.next().await?;
+                Some((Ok::<Bytes, std::convert::Infallible>(chunk), viewer))
+            });
             Response::builder()
                 .header(header::CONTENT_TYPE, "video/x-flv")
                 .header(header::CACHE_CONTROL, "no-cache")
@@ -75,45 +61,116 @@ pub async fn play(
     }
 }
 
-async fn ws_session(
-    socket: WebSocket,
-    mut feed: FlvFeed,
-    shutdown: CancellationToken,
-    mut log: ViewerLog,
-) {
+async fn ws_session(socket: WebSocket, mut viewer: Viewer) {
     let (mut tx, mut rx) = socket.split();
-    let reason = loop {
+    loop {
         tokio::select! {
-            chunk = feed.next() => match chunk {
-                Ok(b) => {
-                    let mut batch = vec![b];
-                    feed.drain_ready(&mut batch);
-                    let mut failed = None;
-                    for b in batch {
-                        if let Err(e) = tx.feed(Message::Binary(b)).await {
-                            failed = Some(format!("write error: {e}"));
-                            break;
-                        }
-                    }
-                    if let Some(f) = failed {
-                        break f;
-                    }
-                    if let Err(e) = tx.flush().await {
-                        break format!("write error: {e}");
+            chunk = viewer.next() => {
+                let Some(b) = chunk else { break };
+                let mut batch = vec![b];
+                viewer.drain_ready(&mut batch);
+                let mut result = Ok(());
+                for b in batch {
+                    result = tx.feed(Message::Binary(b)).await;
+                    if result.is_err() {
+                        break;
                     }
                 }
-                Err(reason) => break reason,
-            },
+                if let Err(e) = result.and(tx.flush().await) {
+                    viewer.end(format!("write error: {e}"));
+                    break;
+                }
+            }
             msg = rx.next() => match msg {
-                None | Some(Ok(Message::Close(_))) => break "peer closed".into(),
-                Some(Err(e)) => break format!("read error: {e}"),
+                None | Some(Ok(Message::Close(_))) => {
+                    viewer.end("peer closed".into());
+                    break;
+                }
+                Some(Err(e)) => {
+                    viewer.end(format!("read error: {e}"));
+                    break;
+                }
                 Some(Ok(_)) => {}
             },
-            _ = shutdown.cancelled() => break "server shutting down".into(),
         }
-    };
-    log.end(reason);
+    }
     let _ = tx.close().await;
+}
+
+/// One HTTP-FLV/WS-FLV viewer: its feed, its registry entry, and its end. Logs its start when
+/// created and its end (with the reason) when dropped.
+struct Viewer {
+    feed: FlvFeed,
+    session: SessionGuard,
+    shutdown: CancellationToken,
+    reason: String,
+    path: String,
+}
+
+impl Viewer {
+    fn new(feed: FlvFeed, session: SessionGuard, shutdown: CancellationToken) -> Self {
+        let path = feed.sub.stream().path();
+        tracing::info!(
+            id = session.id,
+            peer = %session.peer,
+            protocol = session.protocol.as_str(),
+            stream = %path,
+            live = feed.sub.stream().is_live(),
+            "play start"
+        );
+        Viewer {
+            feed,
+            session,
+            shutdown,
+            reason: "peer closed".into(),
+            path,
+        }
+    }
+
+    /// The next bytes to send; `None` once the viewer must end (the reason is recorded).
+    async fn next(&mut self) -> Option<Bytes> {
+        let r = tokio::select! {
+            r = self.feed.next() => r,
+            _ = self.shutdown.cancelled() => Err("server shutting down".into()),
+            _ = self.session.kick.cancelled() => Err("kicked".into()),
+        };
+        match r {
+            Ok(b) => {
+                self.session.add_out(b.len());
+                Some(b)
+            }
+            Err(reason) => {
+                self.end(reason);
+                None
+            }
+        }
+    }
+
+    /// Moves what is already prepared into `out`, counting it as sent.
+    fn drain_ready(&mut self, out: &mut Vec<Bytes>) {
+        let before = out.len();
+        self.feed.drain_ready(out);
+        self.session
+            .add_out(out[before..].iter().map(Bytes::len).sum());
+    }
+
+    fn end(&mut self, reason: String) {
+        self.reason = reason;
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let s = &self.session;
+        tracing::info!(
+            id = s.id,
+            peer = %s.peer,
+            protocol = s.protocol.as_str(),
+            stream = %self.path,
+            reason = %self.reason,
+            "session ended"
+        );
+    }
 }
 
 /// Turns a subscription into FLV bytes: the file header first, then one shared tag per frame.
@@ -180,39 +237,5 @@ fn end_reason(e: ViewerEnd) -> String {
     match e {
         ViewerEnd::TooSlow => "viewer too slow: kept falling behind".into(),
         ViewerEnd::Closed => "stream closed".into(),
-    }
-}
-
-/// Logs a viewer's start now and its end (with the reason) when dropped.
-struct ViewerLog {
-    id: u64,
-    peer: SocketAddr,
-    protocol: &'static str,
-    path: String,
-    reason: String,
-}
-
-impl ViewerLog {
-    fn new(id: u64, peer: SocketAddr, protocol: &'static str, sub: &Subscription) -> Self {
-        let path = sub.stream().path();
-        tracing::info!(id, %peer, protocol, stream = %path, live = sub.stream().is_live(), "play start");
-        ViewerLog {
-            id,
-            peer,
-            protocol,
-            path,
-            reason: "peer closed".into(),
-        }
-    }
-
-    /// Records why the viewer ended (logged on drop).
-    fn end(&mut self, reason: String) {
-        self.reason = reason;
-    }
-}
-
-impl Drop for ViewerLog {
-    fn drop(&mut self) {
-        tracing::info!(id = self.id, peer = %self.peer, protocol = self.protocol, stream = %self.path, reason = %self.reason, "session ended");
     }
 }

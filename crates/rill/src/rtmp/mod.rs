@@ -28,6 +28,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
+            ctx.sessions
+                .counters
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(%peer, "rtmp connection refused: max_connections reached");
             continue;
         };

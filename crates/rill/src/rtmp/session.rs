@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::play::Player;
+use crate::control::sessions::{Protocol, Role, SessionGuard, SessionInfo};
 use crate::hub::{Publisher, ViewerEnd};
 use crate::io::write_all_vectored;
 use crate::server::Context;
@@ -31,11 +32,11 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Runs a connection to its end and logs why it ended.
 pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
-    let id = ctx.next_session_id();
-    let span = tracing::info_span!("rtmp", id, %peer);
+    let info = ctx.sessions.register(Protocol::Rtmp, peer);
+    let span = tracing::info_span!("rtmp", id = info.id, %peer);
     async move {
         tracing::debug!("connection accepted");
-        let mut conn = Conn::new(id, ctx);
+        let mut conn = Conn::new(info, ctx);
         let reason = conn.serve(socket).await;
         tracing::info!(%reason, session = %conn.label, "rtmp session ended");
     }
@@ -44,7 +45,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
 }
 
 struct Conn {
-    id: u64,
+    info: SessionGuard,
     ctx: Arc<Context>,
     session: ServerSession,
     app: Option<String>,
@@ -58,7 +59,8 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(id: u64, ctx: Arc<Context>) -> Self {
+    fn new(info: SessionGuard, ctx: Arc<Context>) -> Self {
+        let id = info.id;
         let r = &ctx.config.rtmp;
         let config = ServerSessionConfig {
             out_chunk_size: r.chunk_size,
@@ -71,12 +73,12 @@ impl Conn {
             ..ServerSessionConfig::default()
         };
         Conn {
-            id,
+            kick: info.kick.clone(),
+            info,
             session: ServerSession::new(config),
             app: None,
             publishing: None,
             player: None,
-            kick: CancellationToken::new(),
             closing: None,
             label: "before connect".into(),
             ctx,
@@ -110,7 +112,7 @@ impl Conn {
         loop {
             batch.extend(self.session.take_output());
             if !batch.is_empty() {
-                timed_write(&mut wr, &mut batch, write_timeout).await?;
+                timed_write(&mut wr, &mut batch, write_timeout, &self.info).await?;
             }
             if let Some(reason) = self.closing.take() {
                 return Ok(reason);
@@ -126,7 +128,7 @@ impl Conn {
                 r = read_some(&mut rd, &mut buf) => {
                     match r {
                         Ok(0) => return Ok("peer closed".into()),
-                        Ok(_) => {}
+                        Ok(n) => self.info.add_in(n),
                         Err(e) => return Err(format!("read error: {e}")),
                     }
                     last_rx = Instant::now();
@@ -135,7 +137,7 @@ impl Conn {
                     if let Err(e) = fed {
                         // Flush what the session had to say (e.g. an error reply) before closing.
                         batch.extend(self.session.take_output());
-                        let _ = timed_write(&mut wr, &mut batch, write_timeout).await;
+                        let _ = timed_write(&mut wr, &mut batch, write_timeout, &self.info).await;
                         return Err(format!("protocol error: {e}"));
                     }
                 }
@@ -175,27 +177,34 @@ impl Conn {
 
     fn handle_event(&mut self, event: ServerEvent) {
         match event {
-            ServerEvent::Connect { app, tc_url, .. } => {
+            ServerEvent::Connect {
+                app, tc_url, query, ..
+            } => {
                 if app.is_empty() {
                     self.session
                         .reject_connect("an application name is required");
-                    self.closing = Some("connect without app".into());
+                    self.refuse("connect without app".into());
                     return;
                 }
                 tracing::info!(%app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
                 self.session.accept_connect(0.0);
+                self.info.attach(&app, "", None, &query);
                 self.label = format!("connected to app {app}");
                 self.app = Some(app);
             }
             ServerEvent::Publish {
-                stream_id, name, ..
-            } => self.publish(stream_id, name),
+                stream_id,
+                name,
+                query,
+                ..
+            } => self.publish(stream_id, name, &query),
             ServerEvent::Play {
                 stream_id,
                 name,
+                query,
                 reset,
                 ..
-            } => self.play(stream_id, name, reset),
+            } => self.play(stream_id, name, &query, reset),
             ServerEvent::Unpublish { stream_id } => {
                 if self
                     .publishing
@@ -254,7 +263,7 @@ impl Conn {
         }
     }
 
-    fn publish(&mut self, stream_id: u32, name: String) {
+    fn publish(&mut self, stream_id: u32, name: String, query: &str) {
         let Some(app) = self.app.clone() else { return };
         if name.is_empty()
             || name.contains('/')
@@ -266,17 +275,18 @@ impl Conn {
                 "NetStream.Publish.BadName",
                 "invalid stream name",
             );
-            self.closing = Some(format!("bad publish name {name:?}"));
+            self.refuse(format!("bad publish name {name:?}"));
             return;
         }
         match self
             .ctx
             .hub
-            .publish(&app, &name, self.id, self.kick.clone())
+            .publish(&app, &name, self.info.id, self.kick.clone())
         {
             Ok(p) => {
                 tracing::info!(stream = %p.stream().path(), "publish start");
                 self.session.accept_publish(stream_id, &name);
+                self.info.attach(&app, &name, Some(Role::Publisher), query);
                 self.label = format!("publisher of {}", p.stream().path());
                 self.publishing = Some((stream_id, p));
             }
@@ -287,12 +297,12 @@ impl Conn {
                     "NetStream.Publish.BadName",
                     "Stream already publishing",
                 );
-                self.closing = Some(e.to_string());
+                self.refuse(e.to_string());
             }
         }
     }
 
-    fn play(&mut self, stream_id: u32, name: String, reset: bool) {
+    fn play(&mut self, stream_id: u32, name: String, query: &str, reset: bool) {
         let Some(app) = self.app.clone() else { return };
         if name.is_empty() || self.player.is_some() || self.publishing.is_some() {
             self.session.reject_play(
@@ -300,14 +310,25 @@ impl Conn {
                 "NetStream.Play.StreamNotFound",
                 "invalid stream name",
             );
-            self.closing = Some(format!("bad play name {name:?}"));
+            self.refuse(format!("bad play name {name:?}"));
             return;
         }
         let sub = self.ctx.hub.subscribe(&app, &name);
         tracing::info!(stream = %sub.stream().path(), live = sub.stream().is_live(), "play start");
         self.session.accept_play(stream_id, &name, reset);
+        self.info.attach(&app, &name, Some(Role::Player), query);
         self.label = format!("player of {}", sub.stream().path());
         self.player = Some(Player::new(stream_id, name, sub));
+    }
+
+    /// Closes the connection after the refusal already queued has been sent.
+    fn refuse(&mut self, reason: String) {
+        self.ctx
+            .sessions
+            .counters
+            .refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.closing = Some(reason);
     }
 
     fn push(&mut self, stream_id: u32, kind: FrameKind, timestamp: u32, payload: Bytes) {
@@ -355,11 +376,16 @@ async fn timed_write(
     wr: &mut OwnedWriteHalf,
     batch: &mut Vec<Bytes>,
     limit: Duration,
+    info: &SessionInfo,
 ) -> Result<(), String> {
+    let total: usize = batch.iter().map(Bytes::len).sum();
     let r = tokio::time::timeout(limit, write_all_vectored(wr, batch)).await;
     batch.clear();
     match r {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            info.add_out(total);
+            Ok(())
+        }
         Ok(Err(e)) => Err(format!("write error: {e}")),
         Err(_) => Err("write timed out: peer stopped reading".into()),
     }

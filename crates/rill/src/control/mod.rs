@@ -1,0 +1,3 @@
+//! The control plane: the session registry (and, later, auth, hooks, stats and metrics).
+
+pub mod sessions;
