@@ -6,7 +6,9 @@
 pub mod codec;
 pub mod flv;
 pub mod frame;
+pub mod params;
 
 pub use codec::{AudioCodec, Codec, VideoCodec};
 pub use flv::{FlvDemuxer, FlvError, FlvTag};
 pub use frame::{Frame, FrameKind};
+pub use params::{AudioParams, ParamsError, VideoParams};

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
+    pub auth: AuthConfig,
 }
 
 /// `[rtmp]`: the RTMP listener and sessions.
@@ -92,6 +93,24 @@ impl Default for HttpConfig {
             max_connections: 10_000,
         }
     }
+}
+
+/// `[auth]`: URL signing for publish/play, and Basic auth for the API (Node-Media-Server keys).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Protect `/api/*` (and the admin page) with HTTP Basic auth.
+    pub api: bool,
+    pub api_user: String,
+    pub api_pass: String,
+    /// Require a valid `sign` on play (RTMP, HTTP-FLV, WS-FLV, playlists).
+    pub play: bool,
+    /// Require a valid `sign` on publish.
+    pub publish: bool,
+    /// Secret of `sign=EXPIRES-md5("/app/stream-EXPIRES-SECRET")`.
+    pub secret: String,
+    /// More accepted secrets, for key rotation (old and new valid at once).
+    pub secrets: Vec<String>,
 }
 
 /// A configuration that cannot be used, with the key it is about.
@@ -184,6 +203,19 @@ impl Config {
         }
         if self.http.max_connections == 0 {
             return bad("http.max_connections", "must be at least 1".into());
+        }
+        let a = &self.auth;
+        if a.api && (a.api_user.is_empty() || a.api_pass.is_empty()) {
+            return bad(
+                "auth.api_user",
+                "and auth.api_pass must be set when auth.api is true".into(),
+            );
+        }
+        if (a.play || a.publish) && a.secret.is_empty() && a.secrets.is_empty() {
+            return bad(
+                "auth.secret",
+                "must be set when auth.play or auth.publish is true".into(),
+            );
         }
         for (key, host) in [("rtmp.host", &r.host), ("http.host", &self.http.host)] {
             if host.parse::<std::net::IpAddr>().is_err() {

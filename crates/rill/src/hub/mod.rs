@@ -18,7 +18,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 pub use frame::HubFrame;
-pub use stream::{Packet, Stream, StreamLimits, Tracks};
+pub use stream::{Packet, Stream, StreamFacts, StreamLimits, Tracks};
 
 use stream::PublisherSlot;
 

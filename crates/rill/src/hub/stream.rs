@@ -8,9 +8,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rill_media::{Frame, FrameKind};
+use rill_media::params::{audio_params, video_params};
+use rill_media::{AudioParams, Frame, FrameKind, VideoParams};
 use rill_rtmp::amf0;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +57,21 @@ pub(super) struct StreamInner {
     /// Set at republish: the next frame fixes `ts_offset`.
     rebase_from: Option<u32>,
     last_ts: Option<u32>,
+    facts: StreamFacts,
+}
+
+/// What is known about the published media, for the API and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFacts {
+    /// Session id of the publisher.
+    pub publisher: Option<u64>,
+    /// Unix time in milliseconds when the current publish started.
+    pub publish_started_ms: u64,
+    pub video: Option<VideoParams>,
+    pub audio: Option<AudioParams>,
+    /// Payload bytes and frames received from publishers of this stream.
+    pub bytes_in: u64,
+    pub frames_in: u64,
 }
 
 /// Settings every stream shares.
@@ -96,6 +112,7 @@ impl Stream {
                 ts_offset: 0,
                 rebase_from: None,
                 last_ts: None,
+                facts: StreamFacts::default(),
             }),
             tx,
         }
@@ -136,6 +153,14 @@ impl Stream {
         slot: PublisherSlot,
         tx: &broadcast::Sender<Packet>,
     ) {
+        inner.facts = StreamFacts {
+            publisher: Some(slot.session_id),
+            publish_started_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            ..StreamFacts::default()
+        };
         inner.publisher = Some(slot);
         inner.metadata = None;
         inner.video_seq = None;
@@ -194,11 +219,13 @@ impl Stream {
                 if inner.video_seq.as_ref().map(|s| &s.frame.payload) != Some(&f.payload) {
                     // A new codec configuration invalidates the cached pictures.
                     inner.gop.clear();
+                    inner.facts.video = video_params(&f.payload).ok();
                 }
                 inner.video_seq = Some(hf.clone());
             }
             FrameKind::Audio if f.sequence_header => {
                 inner.tracks.audio = true;
+                inner.facts.audio = audio_params(&f.payload).ok();
                 inner.audio_seq = Some(hf.clone());
             }
             kind => {
@@ -206,6 +233,11 @@ impl Stream {
                     inner.tracks.video = true;
                 } else {
                     inner.tracks.audio = true;
+                    if inner.facts.audio.is_none() {
+                        // Codecs without a sequence header (MP3, Speex, ...) describe themselves
+                        // in every tag's flags.
+                        inner.facts.audio = audio_params(&f.payload).ok();
+                    }
                 }
                 if self.limits.gop_cache {
                     let has_video = inner.tracks.video;
@@ -213,8 +245,15 @@ impl Stream {
                 }
             }
         }
+        inner.facts.bytes_in += hf.size() as u64;
+        inner.facts.frames_in += 1;
         let _ = self.tx.send(Packet::Frame(hf));
         true
+    }
+
+    /// What is known about the published media.
+    pub fn facts(&self) -> StreamFacts {
+        self.lock().facts.clone()
     }
 
     /// Whether the publisher `session_id` has been silent for `idle` (a dead session lingering).
