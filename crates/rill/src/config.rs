@@ -13,6 +13,7 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
     pub auth: AuthConfig,
+    pub hooks: HooksConfig,
 }
 
 /// `[rtmp]`: the RTMP listener and sessions.
@@ -111,6 +112,73 @@ pub struct AuthConfig {
     pub secret: String,
     /// More accepted secrets, for key rotation (old and new valid at once).
     pub secrets: Vec<String>,
+}
+
+/// `[hooks]`: HTTP webhooks per event (URL lists; camelCase names accepted too).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// How long a `pre*` handler or webhook may take before the session is refused.
+    pub timeout_ms: u64,
+    /// Capacity of the post/done event queue; events beyond it are dropped (and counted).
+    pub queue: usize,
+    /// Key of the `X-Rill-Signature` HMAC-SHA256 header (empty: unsigned).
+    pub secret: String,
+    #[serde(alias = "preConnect")]
+    pub pre_connect: Vec<String>,
+    #[serde(alias = "postConnect")]
+    pub post_connect: Vec<String>,
+    #[serde(alias = "doneConnect")]
+    pub done_connect: Vec<String>,
+    #[serde(alias = "prePublish")]
+    pub pre_publish: Vec<String>,
+    #[serde(alias = "postPublish")]
+    pub post_publish: Vec<String>,
+    #[serde(alias = "donePublish")]
+    pub done_publish: Vec<String>,
+    #[serde(alias = "prePlay")]
+    pub pre_play: Vec<String>,
+    #[serde(alias = "postPlay")]
+    pub post_play: Vec<String>,
+    #[serde(alias = "donePlay")]
+    pub done_play: Vec<String>,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            timeout_ms: 3000,
+            queue: 1024,
+            secret: String::new(),
+            pre_connect: Vec::new(),
+            post_connect: Vec::new(),
+            done_connect: Vec::new(),
+            pre_publish: Vec::new(),
+            post_publish: Vec::new(),
+            done_publish: Vec::new(),
+            pre_play: Vec::new(),
+            post_play: Vec::new(),
+            done_play: Vec::new(),
+        }
+    }
+}
+
+impl HooksConfig {
+    /// The webhook URLs of one event.
+    pub fn urls(&self, kind: crate::control::hooks::EventKind) -> &[String] {
+        use crate::control::hooks::EventKind as K;
+        match kind {
+            K::PreConnect => &self.pre_connect,
+            K::PostConnect => &self.post_connect,
+            K::DoneConnect => &self.done_connect,
+            K::PrePublish => &self.pre_publish,
+            K::PostPublish => &self.post_publish,
+            K::DonePublish => &self.done_publish,
+            K::PrePlay => &self.pre_play,
+            K::PostPlay => &self.post_play,
+            K::DonePlay => &self.done_play,
+        }
+    }
 }
 
 /// A configuration that cannot be used, with the key it is about.
@@ -216,6 +284,25 @@ impl Config {
                 "auth.secret",
                 "must be set when auth.play or auth.publish is true".into(),
             );
+        }
+        if self.hooks.timeout_ms == 0 {
+            return bad("hooks.timeout_ms", "must be at least 1".into());
+        }
+        if self.hooks.queue == 0 {
+            return bad("hooks.queue", "must be at least 1".into());
+        }
+        for kind in crate::control::hooks::EventKind::ALL {
+            if let Some(url) = self
+                .hooks
+                .urls(kind)
+                .iter()
+                .find(|u| !u.starts_with("http://"))
+            {
+                return bad(
+                    "hooks",
+                    format!("{} URL {url:?} must start with http://", kind.name()),
+                );
+            }
         }
         for (key, host) in [("rtmp.host", &r.host), ("http.host", &self.http.host)] {
             if host.parse::<std::net::IpAddr>().is_err() {

@@ -19,4 +19,5 @@ mod rtmp;
 mod server;
 
 pub use config::Config;
+pub use control::hooks::{Event, EventKind, Rejection};
 pub use server::{Context, Error, Server, ServerBuilder, ServerHandle};

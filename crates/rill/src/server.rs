@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::control::auth::SignPolicy;
+use crate::control::hooks::{handler, Event, EventKind, HandlerSet, Hooks, Rejection};
 use crate::control::sessions::Sessions;
 use crate::hub::{Hub, HubConfig, StreamLimits};
 
@@ -31,6 +33,8 @@ pub struct Context {
     pub config: Config,
     pub hub: Arc<Hub>,
     pub sessions: Arc<Sessions>,
+    pub hooks: Arc<Hooks>,
+    pub sign: SignPolicy,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -40,16 +44,59 @@ pub struct Server;
 
 impl Server {
     pub fn builder(config: Config) -> ServerBuilder {
-        ServerBuilder { config }
+        ServerBuilder {
+            config,
+            handlers: HandlerSet::default(),
+        }
     }
 }
 
 /// Configures and starts a server.
 pub struct ServerBuilder {
     config: Config,
+    handlers: HandlerSet,
 }
 
 impl ServerBuilder {
+    /// Registers an async handler for `kind`. For `pre*` events an `Err` refuses the session (with
+    /// the protocol's own refusal); for the others the result is ignored. Handlers run in their own
+    /// task with `hooks.timeout_ms`: one that panics or hangs refuses the session, nothing more.
+    pub fn on<F, Fut>(mut self, kind: EventKind, f: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), Rejection>> + Send + 'static,
+    {
+        self.handlers.add(kind, handler(f));
+        self
+    }
+
+    /// Shorthand for `on(EventKind::PreConnect, f)`.
+    pub fn on_pre_connect<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), Rejection>> + Send + 'static,
+    {
+        self.on(EventKind::PreConnect, f)
+    }
+
+    /// Shorthand for `on(EventKind::PrePublish, f)`.
+    pub fn on_pre_publish<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), Rejection>> + Send + 'static,
+    {
+        self.on(EventKind::PrePublish, f)
+    }
+
+    /// Shorthand for `on(EventKind::PrePlay, f)`.
+    pub fn on_pre_play<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), Rejection>> + Send + 'static,
+    {
+        self.on(EventKind::PrePlay, f)
+    }
+
     /// Validates the configuration, binds the listeners and starts serving.
     pub async fn start(self) -> Result<ServerHandle, Error> {
         let config = self.config;
@@ -69,10 +116,14 @@ impl ServerBuilder {
         let http_listener = bind("HTTP", &config.http.host, config.http.port).await?;
         let rtmp_addr = local_addr("RTMP", &rtmp_listener)?;
         let http_addr = local_addr("HTTP", &http_listener)?;
+        let hooks = Hooks::new(self.handlers, &config.hooks);
+        let sign = SignPolicy::new(&config.auth);
         let ctx = Arc::new(Context {
             config,
             hub,
             sessions: Arc::new(Sessions::default()),
+            hooks,
+            sign,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -128,6 +179,11 @@ impl ServerHandle {
     /// The registry of live sessions.
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.ctx.sessions
+    }
+
+    /// Ends session `id` (any protocol) at once; false if there is no such session.
+    pub fn kick(&self, id: u64) -> bool {
+        self.ctx.sessions.kick(id)
     }
 
     /// True while `app/stream` has a publisher.

@@ -5,12 +5,13 @@
 //! an unpublish and continue with the next publisher's sequence headers.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -19,6 +20,8 @@ use rill_media::flv;
 use tokio_util::sync::CancellationToken;
 
 use super::listener::Peer;
+use crate::control::auth::{Action, SignError};
+use crate::control::hooks::{Event, EventKind, Hooks};
 use crate::control::sessions::{Protocol, Role, SessionGuard};
 use crate::hub::{Packet, Subscription, ViewerEnd};
 use crate::server::Context;
@@ -30,21 +33,71 @@ const MAX_BATCH: usize = 64;
 pub async fn play(
     State(ctx): State<Arc<Context>>,
     Path((app, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Some(name) = file.strip_suffix(".flv").filter(|n| !n.is_empty()) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
+    let query = query.unwrap_or_default();
     let protocol = if ws.is_ok() {
         Protocol::WsFlv
     } else {
         Protocol::HttpFlv
     };
+    if let Err(e) = ctx.sign.check(Action::Play, &app, name, &[&query]) {
+        ctx.sessions
+            .counters
+            .refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, protocol = protocol.as_str(), stream = %format!("/{app}/{name}"), reason = %e, "play refused");
+        let status = if e == SignError::Missing {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return (status, "unauthorized\n").into_response();
+    }
     let session = ctx.sessions.register(protocol, peer);
-    session.attach(&app, name, Some(Role::Player), "");
+    let ip = peer.ip().to_string();
+    let connect = Event::new(
+        EventKind::PreConnect,
+        session.id,
+        &app,
+        "",
+        &query,
+        &ip,
+        protocol,
+    );
+    let play = Event::new(
+        EventKind::PrePlay,
+        session.id,
+        &app,
+        name,
+        &query,
+        &ip,
+        protocol,
+    );
+    for e in [&connect, &play] {
+        if let Err(r) = ctx.hooks.pre(e).await {
+            ctx.sessions
+                .counters
+                .refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(id = session.id, %peer, stream = %format!("/{app}/{name}"), reason = %r, "play refused by {}", e.event.name());
+            return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
+        }
+    }
+    session.attach(&app, name, Some(Role::Player), &query);
     let sub = ctx.hub.subscribe(&app, name);
-    let viewer = Viewer::new(FlvFeed::new(sub), session, ctx.shutdown.clone());
+    ctx.hooks.notify(connect.as_kind(EventKind::PostConnect));
+    ctx.hooks.notify(play.as_kind(EventKind::PostPlay));
+    let done = DoneEvents {
+        hooks: ctx.hooks.clone(),
+        events: vec![play, connect],
+    };
+    let viewer = Viewer::new(FlvFeed::new(sub), session, ctx.shutdown.clone(), done);
     match ws {
         Ok(ws) => ws.on_upgrade(move |socket| ws_session(socket, viewer)),
         Err(_) => {
@@ -101,6 +154,8 @@ async fn ws_session(socket: WebSocket, mut viewer: Viewer) {
 /// created and its end (with the reason) when dropped.
 struct Viewer {
     feed: FlvFeed,
+    /// Held for its `Drop`: the done events fire when the viewer ends.
+    _done: DoneEvents,
     session: SessionGuard,
     shutdown: CancellationToken,
     reason: String,
@@ -108,7 +163,12 @@ struct Viewer {
 }
 
 impl Viewer {
-    fn new(feed: FlvFeed, session: SessionGuard, shutdown: CancellationToken) -> Self {
+    fn new(
+        feed: FlvFeed,
+        session: SessionGuard,
+        shutdown: CancellationToken,
+        done: DoneEvents,
+    ) -> Self {
         let path = feed.sub.stream().path();
         tracing::info!(
             id = session.id,
@@ -120,6 +180,7 @@ impl Viewer {
         );
         Viewer {
             feed,
+            _done: done,
             session,
             shutdown,
             reason: "peer closed".into(),
@@ -156,6 +217,25 @@ impl Viewer {
 
     fn end(&mut self, reason: String) {
         self.reason = reason;
+    }
+}
+
+/// `donePlay` then `doneConnect`, fired when the viewer ends however it ends.
+struct DoneEvents {
+    hooks: Arc<Hooks>,
+    events: Vec<Event>,
+}
+
+impl Drop for DoneEvents {
+    fn drop(&mut self) {
+        for e in self.events.drain(..) {
+            let kind = if e.event == EventKind::PrePlay {
+                EventKind::DonePlay
+            } else {
+                EventKind::DoneConnect
+            };
+            self.hooks.notify(e.as_kind(kind));
+        }
     }
 }
 

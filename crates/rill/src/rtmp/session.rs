@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::play::Player;
+use crate::control::auth::Action;
+use crate::control::hooks::{Event, EventKind};
 use crate::control::sessions::{Protocol, Role, SessionGuard, SessionInfo};
 use crate::hub::{Publisher, ViewerEnd};
 use crate::io::write_all_vectored;
@@ -56,6 +58,21 @@ struct Conn {
     closing: Option<String>,
     /// What the session did, for its last log line.
     label: String,
+    /// Query of the connect (the tcUrl's or app's `?...`), where a `sign` may also be.
+    connect_query: String,
+    /// The events whose `done*` is still due.
+    connect_event: Option<Event>,
+    publish_event: Option<Event>,
+    play_event: Option<Event>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // `done*` always fires, whatever ended the session, innermost first.
+        self.done(EventKind::DonePublish);
+        self.done(EventKind::DonePlay);
+        self.done(EventKind::DoneConnect);
+    }
 }
 
 impl Conn {
@@ -81,6 +98,10 @@ impl Conn {
             player: None,
             closing: None,
             label: "before connect".into(),
+            connect_query: String::new(),
+            connect_event: None,
+            publish_event: None,
+            play_event: None,
             ctx,
         }
     }
@@ -133,7 +154,7 @@ impl Conn {
                     }
                     last_rx = Instant::now();
                     let fed = self.session.feed(&mut buf);
-                    self.handle_events();
+                    self.handle_events().await;
                     if let Err(e) = fed {
                         // Flush what the session had to say (e.g. an error reply) before closing.
                         batch.extend(self.session.take_output());
@@ -169,42 +190,34 @@ impl Conn {
         }
     }
 
-    fn handle_events(&mut self) {
+    async fn handle_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
-            self.handle_event(event);
+            if self.closing.is_some() {
+                // Refused: nothing this client sent after that counts.
+                continue;
+            }
+            self.handle_event(event).await;
         }
     }
 
-    fn handle_event(&mut self, event: ServerEvent) {
+    async fn handle_event(&mut self, event: ServerEvent) {
         match event {
             ServerEvent::Connect {
                 app, tc_url, query, ..
-            } => {
-                if app.is_empty() {
-                    self.session
-                        .reject_connect("an application name is required");
-                    self.refuse("connect without app".into());
-                    return;
-                }
-                tracing::info!(%app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
-                self.session.accept_connect(0.0);
-                self.info.attach(&app, "", None, &query);
-                self.label = format!("connected to app {app}");
-                self.app = Some(app);
-            }
+            } => self.connect(app, tc_url, query).await,
             ServerEvent::Publish {
                 stream_id,
                 name,
                 query,
                 ..
-            } => self.publish(stream_id, name, &query),
+            } => self.publish(stream_id, name, &query).await,
             ServerEvent::Play {
                 stream_id,
                 name,
                 query,
                 reset,
                 ..
-            } => self.play(stream_id, name, &query, reset),
+            } => self.play(stream_id, name, &query, reset).await,
             ServerEvent::Unpublish { stream_id } => {
                 if self
                     .publishing
@@ -214,6 +227,7 @@ impl Conn {
                     if let Some((_, p)) = self.publishing.take() {
                         tracing::info!(stream = %p.stream().path(), "unpublish");
                     }
+                    self.done(EventKind::DonePublish);
                 }
             }
             ServerEvent::StopPlay { stream_id } => {
@@ -223,6 +237,7 @@ impl Conn {
                     .is_some_and(|p| p.stream_id == stream_id)
                 {
                     self.player = None;
+                    self.done(EventKind::DonePlay);
                 }
             }
             ServerEvent::Media {
@@ -263,7 +278,47 @@ impl Conn {
         }
     }
 
-    fn publish(&mut self, stream_id: u32, name: String, query: &str) {
+    fn event(&self, kind: EventKind, app: &str, stream: &str, query: &str) -> Event {
+        let ip = self.info.peer.ip().to_string();
+        Event::new(kind, self.info.id, app, stream, query, &ip, Protocol::Rtmp)
+    }
+
+    /// Fires the `done*` event matching a `post*` that was sent, once.
+    fn done(&mut self, kind: EventKind) {
+        let slot = match kind {
+            EventKind::DonePublish => &mut self.publish_event,
+            EventKind::DonePlay => &mut self.play_event,
+            _ => &mut self.connect_event,
+        };
+        if let Some(e) = slot.take() {
+            self.ctx.hooks.notify(e.as_kind(kind));
+        }
+    }
+
+    async fn connect(&mut self, app: String, tc_url: Option<String>, query: String) {
+        if app.is_empty() {
+            self.session
+                .reject_connect("an application name is required");
+            self.refuse("connect without app".into());
+            return;
+        }
+        let event = self.event(EventKind::PreConnect, &app, "", &query);
+        if let Err(r) = self.ctx.hooks.pre(&event).await {
+            self.session.reject_connect("connection rejected");
+            self.refuse(format!("preConnect refused: {r}"));
+            return;
+        }
+        tracing::info!(%app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
+        self.session.accept_connect(0.0);
+        self.info.attach(&app, "", None, &query);
+        self.label = format!("connected to app {app}");
+        self.ctx.hooks.notify(event.as_kind(EventKind::PostConnect));
+        self.connect_event = Some(event);
+        self.connect_query = query;
+        self.app = Some(app);
+    }
+
+    async fn publish(&mut self, stream_id: u32, name: String, query: &str) {
         let Some(app) = self.app.clone() else { return };
         if name.is_empty()
             || name.contains('/')
@@ -278,6 +333,26 @@ impl Conn {
             self.refuse(format!("bad publish name {name:?}"));
             return;
         }
+        if let Err(e) =
+            self.ctx
+                .sign
+                .check(Action::Publish, &app, &name, &[query, &self.connect_query])
+        {
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.Unauthorized",
+                "unauthorized",
+            );
+            self.refuse(format!("publish of /{app}/{name} refused: {e}"));
+            return;
+        }
+        let event = self.event(EventKind::PrePublish, &app, &name, query);
+        if let Err(r) = self.ctx.hooks.pre(&event).await {
+            self.session
+                .reject_publish(stream_id, "NetStream.Publish.Unauthorized", "rejected");
+            self.refuse(format!("prePublish refused: {r}"));
+            return;
+        }
         match self
             .ctx
             .hub
@@ -289,6 +364,8 @@ impl Conn {
                 self.info.attach(&app, &name, Some(Role::Publisher), query);
                 self.label = format!("publisher of {}", p.stream().path());
                 self.publishing = Some((stream_id, p));
+                self.ctx.hooks.notify(event.as_kind(EventKind::PostPublish));
+                self.publish_event = Some(event);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "publish refused");
@@ -302,7 +379,7 @@ impl Conn {
         }
     }
 
-    fn play(&mut self, stream_id: u32, name: String, query: &str, reset: bool) {
+    async fn play(&mut self, stream_id: u32, name: String, query: &str, reset: bool) {
         let Some(app) = self.app.clone() else { return };
         if name.is_empty() || self.player.is_some() || self.publishing.is_some() {
             self.session.reject_play(
@@ -313,12 +390,31 @@ impl Conn {
             self.refuse(format!("bad play name {name:?}"));
             return;
         }
+        if let Err(e) =
+            self.ctx
+                .sign
+                .check(Action::Play, &app, &name, &[query, &self.connect_query])
+        {
+            self.session
+                .reject_play(stream_id, "NetStream.Play.Failed", "unauthorized");
+            self.refuse(format!("play of /{app}/{name} refused: {e}"));
+            return;
+        }
+        let event = self.event(EventKind::PrePlay, &app, &name, query);
+        if let Err(r) = self.ctx.hooks.pre(&event).await {
+            self.session
+                .reject_play(stream_id, "NetStream.Play.Failed", "rejected");
+            self.refuse(format!("prePlay refused: {r}"));
+            return;
+        }
         let sub = self.ctx.hub.subscribe(&app, &name);
         tracing::info!(stream = %sub.stream().path(), live = sub.stream().is_live(), "play start");
         self.session.accept_play(stream_id, &name, reset);
         self.info.attach(&app, &name, Some(Role::Player), query);
         self.label = format!("player of {}", sub.stream().path());
         self.player = Some(Player::new(stream_id, name, sub));
+        self.ctx.hooks.notify(event.as_kind(EventKind::PostPlay));
+        self.play_event = Some(event);
     }
 
     /// Closes the connection after the refusal already queued has been sent.
