@@ -14,6 +14,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub auth: AuthConfig,
     pub hooks: HooksConfig,
+    pub https: HttpsConfig,
+    pub rtmps: RtmpsConfig,
 }
 
 /// `[rtmp]`: the RTMP listener and sessions.
@@ -93,6 +95,72 @@ impl Default for HttpConfig {
             allow_origin: "*".into(),
             max_connections: 10_000,
         }
+    }
+}
+
+/// `[https]`: the HTTP routes (HTTP-FLV, WS-FLV as wss, API) over TLS. Enabled when `cert` and `key`
+/// (PEM files) are set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsConfig {
+    pub host: String,
+    pub port: u16,
+    pub cert: String,
+    pub key: String,
+}
+
+impl Default for HttpsConfig {
+    fn default() -> Self {
+        HttpsConfig {
+            host: "0.0.0.0".into(),
+            port: 8443,
+            cert: String::new(),
+            key: String::new(),
+        }
+    }
+}
+
+/// `[rtmps]`: RTMP over TLS. Enabled when `cert` and `key` are set, or when `[https]` has them
+/// and `enabled = true` (the https files are then shared).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpsConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub cert: String,
+    pub key: String,
+}
+
+impl Default for RtmpsConfig {
+    fn default() -> Self {
+        RtmpsConfig {
+            enabled: false,
+            host: "0.0.0.0".into(),
+            port: 1936,
+            cert: String::new(),
+            key: String::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The (cert, key) files of HTTPS, if it is enabled.
+    pub fn https_files(&self) -> Option<(&str, &str)> {
+        let h = &self.https;
+        (!h.cert.is_empty() && !h.key.is_empty()).then_some((h.cert.as_str(), h.key.as_str()))
+    }
+
+    /// The (cert, key) files of RTMPS, if it is enabled.
+    pub fn rtmps_files(&self) -> Option<(&str, &str)> {
+        let r = &self.rtmps;
+        if !r.cert.is_empty() && !r.key.is_empty() {
+            return Some((r.cert.as_str(), r.key.as_str()));
+        }
+        if r.enabled {
+            return self.https_files();
+        }
+        None
     }
 }
 
@@ -207,6 +275,10 @@ impl Config {
         c.rtmp.port = 0;
         c.http.host = "127.0.0.1".into();
         c.http.port = 0;
+        c.https.host = "127.0.0.1".into();
+        c.https.port = 0;
+        c.rtmps.host = "127.0.0.1".into();
+        c.rtmps.port = 0;
         c
     }
 
@@ -304,7 +376,25 @@ impl Config {
                 );
             }
         }
-        for (key, host) in [("rtmp.host", &r.host), ("http.host", &self.http.host)] {
+        if self.https.cert.is_empty() != self.https.key.is_empty() {
+            return bad("https.cert", "and https.key must be set together".into());
+        }
+        if self.rtmps.cert.is_empty() != self.rtmps.key.is_empty() {
+            return bad("rtmps.cert", "and rtmps.key must be set together".into());
+        }
+        if self.rtmps.enabled && self.rtmps_files().is_none() {
+            return bad(
+                "rtmps.enabled",
+                "needs rtmps.cert/key or https.cert/key".into(),
+            );
+        }
+        let hosts = [
+            ("rtmp.host", &r.host),
+            ("http.host", &self.http.host),
+            ("https.host", &self.https.host),
+            ("rtmps.host", &self.rtmps.host),
+        ];
+        for (key, host) in hosts {
             if host.parse::<std::net::IpAddr>().is_err() {
                 return bad(key, format!("must be an IP address, not {host:?}"));
             }

@@ -17,6 +17,7 @@ pub mod hub;
 mod io;
 mod rtmp;
 mod server;
+pub mod tls;
 
 pub use config::Config;
 pub use control::hooks::{Event, EventKind, Rejection};

@@ -8,11 +8,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::path::Path;
+
 use crate::config::Config;
 use crate::control::auth::SignPolicy;
 use crate::control::hooks::{handler, Event, EventKind, HandlerSet, Hooks, Rejection};
 use crate::control::sessions::Sessions;
 use crate::hub::{Hub, HubConfig, StreamLimits};
+use crate::tls::ReloadingCert;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,8 @@ pub enum Error {
     },
     #[error("invalid configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What every task of the server shares.
@@ -114,6 +119,31 @@ impl ServerBuilder {
         });
         let rtmp_listener = bind("RTMP", &r.host, r.port).await?;
         let http_listener = bind("HTTP", &config.http.host, config.http.port).await?;
+        // TLS listeners: certificates are loaded (and checked) before anything starts.
+        let https = match config.https_files() {
+            Some((cert, key)) => {
+                let certs = ReloadingCert::load(Path::new(cert), Path::new(key))?;
+                let listener = bind("HTTPS", &config.https.host, config.https.port).await?;
+                Some((certs, listener))
+            }
+            None => None,
+        };
+        let rtmps = match config.rtmps_files() {
+            Some((cert, key)) => {
+                let certs = ReloadingCert::load(Path::new(cert), Path::new(key))?;
+                let listener = bind("RTMPS", &config.rtmps.host, config.rtmps.port).await?;
+                Some((certs, listener))
+            }
+            None => None,
+        };
+        let https_addr = https
+            .as_ref()
+            .map(|(_, l)| local_addr("HTTPS", l))
+            .transpose()?;
+        let rtmps_addr = rtmps
+            .as_ref()
+            .map(|(_, l)| local_addr("RTMPS", l))
+            .transpose()?;
         let rtmp_addr = local_addr("RTMP", &rtmp_listener)?;
         let http_addr = local_addr("HTTP", &http_listener)?;
         let hooks = Hooks::new(self.handlers, &config.hooks);
@@ -128,13 +158,38 @@ impl ServerBuilder {
             tasks: TaskTracker::new(),
         });
         ctx.tasks
-            .spawn(crate::rtmp::serve(rtmp_listener, ctx.clone()));
+            .spawn(crate::rtmp::serve(rtmp_listener, ctx.clone(), None));
         ctx.tasks
             .spawn(crate::http::serve(http_listener, ctx.clone()));
-        tracing::info!(rtmp = %rtmp_addr, http = %http_addr, "rill {} listening", env!("CARGO_PKG_VERSION"));
+        let mut reloaders = Vec::new();
+        if let Some((certs, listener)) = https {
+            let acceptor = certs.acceptor(&[b"h2", b"http/1.1"]);
+            ctx.tasks
+                .spawn(crate::http::tls::serve(listener, ctx.clone(), acceptor));
+            certs.spawn_reloader("https", ctx.shutdown.clone());
+            reloaders.push(certs);
+        }
+        if let Some((certs, listener)) = rtmps {
+            let acceptor = certs.acceptor(&[]);
+            ctx.tasks
+                .spawn(crate::rtmp::serve(listener, ctx.clone(), Some(acceptor)));
+            certs.spawn_reloader("rtmps", ctx.shutdown.clone());
+            reloaders.push(certs);
+        }
+        tracing::info!(
+            rtmp = %rtmp_addr,
+            http = %http_addr,
+            https = ?https_addr,
+            rtmps = ?rtmps_addr,
+            "rill {} listening",
+            env!("CARGO_PKG_VERSION")
+        );
         Ok(ServerHandle {
             rtmp_addr,
             http_addr,
+            https_addr,
+            rtmps_addr,
+            certs: reloaders,
             ctx,
         })
     }
@@ -159,6 +214,9 @@ fn local_addr(what: &'static str, l: &TcpListener) -> Result<SocketAddr, Error> 
 pub struct ServerHandle {
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    rtmps_addr: Option<SocketAddr>,
+    certs: Vec<Arc<ReloadingCert>>,
     ctx: Arc<Context>,
 }
 
@@ -169,6 +227,21 @@ impl ServerHandle {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The HTTPS/WSS address, when `[https]` is configured.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// The RTMPS address, when `[rtmps]` is configured.
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.rtmps_addr
+    }
+
+    /// Reloads every TLS certificate from its files now (as SIGHUP does); new connections use it.
+    pub fn reload_certificates(&self) -> Result<(), crate::tls::TlsError> {
+        self.certs.iter().try_for_each(|c| c.reload())
     }
 
     /// The stream hub, for inspection.

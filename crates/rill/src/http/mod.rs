@@ -1,8 +1,12 @@
-//! The HTTP listener and router: HTTP-FLV and WS-FLV on `/{app}/{stream}.flv`, CORS as configured,
-//! 404 for unknown paths and 405 for wrong methods.
+//! The HTTP listener and router: HTTP-FLV and WS-FLV on `/{app}/{stream}.flv`, the API under
+//! `/api` and `/metrics` (see [`api`]), CORS as configured, 404 for unknown paths and 405 for wrong
+//! methods.
 
+mod api;
+pub mod basic_auth;
 mod flv;
 mod listener;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -20,7 +24,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
     let router = Router::new()
         .route("/{app}/{file}", get(flv::play))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .with_state(ctx);
+        .with_state(ctx.clone())
+        .merge(api::router(ctx));
     if origin.is_empty() {
         return router;
     }

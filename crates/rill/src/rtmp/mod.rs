@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::server::Context;
 
-/// Accepts until shutdown.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+/// Accepts until shutdown; with `tls`, every connection is RTMPS.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcceptor>) {
     let limit = Arc::new(Semaphore::new(ctx.config.rtmp.max_connections));
     loop {
         let accepted = tokio::select! {
@@ -38,9 +39,28 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
         // Nagle would hold back the small handshake and command replies by ~40 ms.
         let _ = socket.set_nodelay(true);
         let ctx2 = ctx.clone();
+        let tls = tls.clone();
         ctx.tasks.spawn(async move {
-            session::run(socket, peer, ctx2).await;
+            match tls {
+                None => session::run(socket, peer, ctx2, false).await,
+                Some(acceptor) => {
+                    let limit = std::time::Duration::from_secs(ctx2.config.rtmp.handshake_timeout);
+                    match tokio::time::timeout(limit, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => session::run(stream, peer, ctx2, true).await,
+                        Ok(Err(e)) => tls_refused(&ctx2, peer, &e.to_string()),
+                        Err(_) => tls_refused(&ctx2, peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
+}
+
+fn tls_refused(ctx: &Context, peer: std::net::SocketAddr, reason: &str) {
+    ctx.sessions
+        .counters
+        .refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(%peer, %reason, "rtmps connection refused");
 }

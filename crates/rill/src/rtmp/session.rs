@@ -14,8 +14,7 @@ use rill_rtmp::chunk::ChunkLimits;
 use rill_rtmp::session::server::{ServerEvent, ServerSession, ServerSessionConfig};
 use rill_rtmp::session::MediaKind;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -33,9 +32,12 @@ const MAX_BATCH: usize = 64;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Runs a connection to its end and logs why it ended.
-pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+pub async fn run<S>(socket: S, peer: SocketAddr, ctx: Arc<Context>, tls: bool)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let info = ctx.sessions.register(Protocol::Rtmp, peer);
-    let span = tracing::info_span!("rtmp", id = info.id, %peer);
+    let span = tracing::info_span!("rtmp", id = info.id, %peer, tls);
     async move {
         tracing::debug!("connection accepted");
         let mut conn = Conn::new(info, ctx);
@@ -106,17 +108,20 @@ impl Conn {
         }
     }
 
-    async fn serve(&mut self, socket: TcpStream) -> String {
+    async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(&mut self, socket: S) -> String {
         match self.serve_inner(socket).await {
             Ok(reason) => reason,
             Err(reason) => reason,
         }
     }
 
-    async fn serve_inner(&mut self, socket: TcpStream) -> Result<String, String> {
+    async fn serve_inner<S: AsyncRead + AsyncWrite + Send + 'static>(
+        &mut self,
+        socket: S,
+    ) -> Result<String, String> {
         let ctx = self.ctx.clone();
         let rtmp = &ctx.config.rtmp;
-        let (mut rd, mut wr) = socket.into_split();
+        let (mut rd, mut wr) = tokio::io::split(socket);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let connect_deadline =
             tokio::time::Instant::now() + Duration::from_secs(rtmp.handshake_timeout);
@@ -459,7 +464,7 @@ async fn next_packet(player: Option<&mut Player>) -> Result<crate::hub::Packet, 
 }
 
 async fn read_some(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut ReadHalf<impl AsyncRead>,
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -469,7 +474,7 @@ async fn read_some(
 }
 
 async fn timed_write(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf<impl AsyncWrite>,
     batch: &mut Vec<Bytes>,
     limit: Duration,
     info: &SessionInfo,

@@ -1,0 +1,86 @@
+//! HTTPS/WSS: the same router as plain HTTP, behind a TLS accept loop. The TLS handshake runs in
+//! each connection's own task, bounded in time, so a stalled or garbage handshake never holds up
+//! `accept` or anyone else.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use super::listener::Peer;
+use crate::server::Context;
+
+/// How long an open HTTPS connection may take to finish after shutdown starts.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves HTTPS until shutdown.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAcceptor) {
+    let app = super::router(ctx.clone());
+    let slots = Arc::new(Semaphore::new(ctx.config.http.max_connections));
+    let handshake = Duration::from_secs(ctx.config.rtmp.handshake_timeout);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "https accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            ctx.sessions
+                .counters
+                .refused
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let (app, acceptor, ctx2) = (app.clone(), acceptor.clone(), ctx.clone());
+        ctx.tasks.spawn(async move {
+            let tls = match tokio::time::timeout(handshake, acceptor.accept(socket)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return refused(&ctx2, peer, &e.to_string()),
+                Err(_) => return refused(&ctx2, peer, "TLS handshake timed out"),
+            };
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(Peer(peer)));
+                app.clone().oneshot(req)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "https connection ended with an error");
+                    }
+                }
+                _ = ctx2.shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(DRAIN, conn).await;
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn refused(ctx: &Context, peer: std::net::SocketAddr, reason: &str) {
+    ctx.sessions
+        .counters
+        .refused
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%peer, %reason, "https connection refused");
+}
