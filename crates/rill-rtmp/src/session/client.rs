@@ -8,13 +8,13 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::wire::Wire;
 use super::{MediaKind, SessionError};
 use crate::amf0::Amf0Value;
-use crate::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
+use crate::chunk::ChunkLimits;
 use crate::handshake::{ClientHandshake, HandshakeKind};
 use crate::message::{
-    csid, encode_command, encode_data, encode_u32, encode_user_control, type_id, write_message,
-    Command, Message, UserControl,
+    csid, encode_data, encode_u32, type_id, write_message, Command, Message, UserControl,
 };
 
 /// Tunables of a client session.
@@ -85,42 +85,32 @@ pub struct ClientSession {
     config: ClientSessionConfig,
     handshake: ClientHandshake,
     phase: Phase,
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    out: BytesMut,
+    wire: Wire,
     events: VecDeque<ClientEvent>,
     next_txn: f64,
     pending: HashMap<u64, Intent>,
     intent: Option<Intent>,
     stream_id: Option<u32>,
-    received: u64,
-    acked: u64,
-    peer_window: u32,
 }
 
 impl ClientSession {
     pub fn new(config: ClientSessionConfig) -> Self {
         ClientSession {
             handshake: ClientHandshake::new(config.handshake, config.seed),
-            decoder: ChunkDecoder::new(config.limits),
-            encoder: ChunkEncoder::new(crate::chunk::DEFAULT_CHUNK_SIZE),
+            wire: Wire::new(config.limits),
             config,
             phase: Phase::Handshake,
-            out: BytesMut::with_capacity(4096),
             events: VecDeque::new(),
             next_txn: 1.0,
             pending: HashMap::new(),
             intent: None,
             stream_id: None,
-            received: 0,
-            acked: 0,
-            peer_window: 2_500_000,
         }
     }
 
     /// Writes C0+C1. Call once, first.
     pub fn start(&mut self) {
-        self.handshake.start(&mut self.out);
+        self.handshake.start(&mut self.wire.out);
     }
 
     /// The stream id the server gave us, once created.
@@ -150,23 +140,19 @@ impl ClientSession {
     pub fn feed(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
         let before = input.len();
         let result = self.feed_inner(input);
-        self.received += (before - input.len()) as u64;
-        if self.received - self.acked >= u64::from(self.peer_window.max(1)) {
-            self.acked = self.received;
-            self.send_control(type_id::ACKNOWLEDGEMENT, encode_u32(self.received as u32));
-        }
+        self.wire.count_received(before - input.len());
         result
     }
 
     fn feed_inner(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
         if self.phase == Phase::Handshake {
-            if !self.handshake.process(input, &mut self.out)? {
+            if !self.handshake.process(input, &mut self.wire.out)? {
                 return Ok(());
             }
             self.phase = Phase::Connecting;
             self.send_connect();
         }
-        while let Some(raw) = self.decoder.decode(input)? {
+        while let Some(raw) = self.wire.decoder.decode(input)? {
             let msg = Message::decode(&raw)?;
             self.handle(raw.header.stream_id, raw.header.timestamp, msg)?;
         }
@@ -178,7 +164,7 @@ impl ClientSession {
     }
 
     pub fn take_output(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        self.wire.take_output()
     }
 
     /// Sends one audio or video message on the published stream.
@@ -189,8 +175,8 @@ impl ClientSession {
         };
         let sid = self.stream_id.unwrap_or(1);
         write_message(
-            &self.encoder,
-            &mut self.out,
+            &self.wire.encoder,
+            &mut self.wire.out,
             cs,
             ty,
             sid,
@@ -204,15 +190,7 @@ impl ClientSession {
         let mut body = BytesMut::from(&encode_data(&[Amf0Value::string("@setDataFrame")])[..]);
         body.extend_from_slice(payload);
         let sid = self.stream_id.unwrap_or(1);
-        write_message(
-            &self.encoder,
-            &mut self.out,
-            csid::DATA,
-            type_id::DATA_AMF0,
-            sid,
-            0,
-            &body,
-        );
+        self.wire.write(csid::DATA, type_id::DATA_AMF0, sid, &body);
     }
 
     /// Ends publishing or playing: FCUnpublish (when publishing) and deleteStream.
@@ -228,11 +206,11 @@ impl ClientSession {
     }
 
     fn send_connect(&mut self) {
-        self.send_control(
+        self.wire.send_control(
             type_id::SET_CHUNK_SIZE,
-            encode_u32(self.config.out_chunk_size),
+            &encode_u32(self.config.out_chunk_size),
         );
-        self.encoder.set_chunk_size(self.config.out_chunk_size);
+        self.wire.encoder.set_chunk_size(self.config.out_chunk_size);
         let object = Amf0Value::object([
             ("app", Amf0Value::string(self.config.app.clone())),
             ("type", Amf0Value::string("nonprivate")),
@@ -244,16 +222,7 @@ impl ClientSession {
             ("videoCodecs", Amf0Value::Number(252.0)),
             ("videoFunction", Amf0Value::Number(1.0)),
         ]);
-        let payload = encode_command("connect", 1.0, &object, &[]);
-        write_message(
-            &self.encoder,
-            &mut self.out,
-            csid::COMMAND,
-            type_id::COMMAND_AMF0,
-            0,
-            0,
-            &payload,
-        );
+        self.wire.send_command(0, "connect", 1.0, &object, &[]);
         self.next_txn = 2.0;
     }
 
@@ -278,16 +247,10 @@ impl ClientSession {
     }
 
     fn handle(&mut self, stream_id: u32, timestamp: u32, msg: Message) -> Result<(), SessionError> {
+        let Some(msg) = self.wire.control(msg)? else {
+            return Ok(());
+        };
         match msg {
-            Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
-            Message::Abort(cs) => self.decoder.abort(cs),
-            Message::WindowAckSize(size) => self.peer_window = size,
-            Message::UserControl(UserControl::PingRequest(t)) => {
-                self.send_control(
-                    type_id::USER_CONTROL,
-                    encode_user_control(&UserControl::PingResponse(t)),
-                );
-            }
             Message::Audio(payload) => self.events.push_back(ClientEvent::Media {
                 kind: MediaKind::Audio,
                 timestamp,
@@ -354,7 +317,7 @@ impl ClientSession {
                                 0.0,
                                 &[Amf0Value::string(name), Amf0Value::Number(-2.0)],
                             );
-                            self.send_control(type_id::USER_CONTROL, encode_user_control(&ev));
+                            self.wire.send_user_control(&ev);
                         }
                     }
                 }
@@ -372,27 +335,7 @@ impl ClientSession {
     }
 
     fn send_command(&mut self, stream_id: u32, name: &str, txn: f64, args: &[Amf0Value]) {
-        let payload = encode_command(name, txn, &Amf0Value::Null, args);
-        write_message(
-            &self.encoder,
-            &mut self.out,
-            csid::COMMAND,
-            type_id::COMMAND_AMF0,
-            stream_id,
-            0,
-            &payload,
-        );
-    }
-
-    fn send_control(&mut self, type_id: u8, payload: Bytes) {
-        write_message(
-            &self.encoder,
-            &mut self.out,
-            csid::PROTOCOL,
-            type_id,
-            0,
-            0,
-            &payload,
-        );
+        self.wire
+            .send_command(stream_id, name, txn, &Amf0Value::Null, args);
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod server;
+mod wire;
 
 use crate::amf0::Amf0Value;
 use crate::chunk::ChunkError;

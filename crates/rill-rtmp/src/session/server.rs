@@ -9,13 +9,14 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::wire::Wire;
 use super::{split_query, status_object, MediaKind, SessionError};
 use crate::amf0::Amf0Value;
-use crate::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
+use crate::chunk::{ChunkEncoder, ChunkLimits};
 use crate::handshake::ServerHandshake;
 use crate::message::{
-    csid, encode_command, encode_data, encode_peer_bandwidth, encode_u32, encode_user_control,
-    type_id, write_message, Command, Message, UserControl,
+    csid, encode_data, encode_peer_bandwidth, encode_u32, encode_user_control, type_id, Command,
+    Message, UserControl,
 };
 
 /// Tunables of a server session.
@@ -137,16 +138,11 @@ enum Phase {
 pub struct ServerSession {
     config: ServerSessionConfig,
     phase: Phase,
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    out: BytesMut,
+    wire: Wire,
     events: VecDeque<ServerEvent>,
     connect_txn: f64,
     streams: HashMap<u32, Role>,
     next_stream_id: u32,
-    received: u64,
-    acked: u64,
-    peer_window: u32,
 }
 
 impl ServerSession {
@@ -154,16 +150,11 @@ impl ServerSession {
         ServerSession {
             config,
             phase: Phase::Handshake(ServerHandshake::new(config.seed)),
-            decoder: ChunkDecoder::new(config.limits),
-            encoder: ChunkEncoder::new(crate::chunk::DEFAULT_CHUNK_SIZE),
-            out: BytesMut::with_capacity(4096),
+            wire: Wire::new(config.limits),
             events: VecDeque::new(),
             connect_txn: 1.0,
             streams: HashMap::new(),
             next_stream_id: 1,
-            received: 0,
-            acked: 0,
-            peer_window: 2_500_000,
         }
     }
 
@@ -174,30 +165,25 @@ impl ServerSession {
 
     /// The encoder at the negotiated outgoing chunk size, for media the caller writes itself.
     pub fn encoder(&self) -> ChunkEncoder {
-        self.encoder
+        self.wire.encoder
     }
 
     /// Consumes received bytes from `input` (what is left is an incomplete chunk).
     pub fn feed(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
         let before = input.len();
         let result = self.feed_inner(input);
-        self.received += (before - input.len()) as u64;
-        if self.received - self.acked >= u64::from(self.peer_window.max(1)) {
-            self.acked = self.received;
-            // The sequence number is the byte count modulo 2^32 (it wraps on long sessions).
-            self.send_control(type_id::ACKNOWLEDGEMENT, encode_u32(self.received as u32));
-        }
+        self.wire.count_received(before - input.len());
         result
     }
 
     fn feed_inner(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
         if let Phase::Handshake(hs) = &mut self.phase {
-            if !hs.process(input, &mut self.out)? {
+            if !hs.process(input, &mut self.wire.out)? {
                 return Ok(());
             }
             self.phase = Phase::Connecting;
         }
-        while let Some(raw) = self.decoder.decode(input)? {
+        while let Some(raw) = self.wire.decoder.decode(input)? {
             let msg = Message::decode(&raw)?;
             self.handle(raw.header.stream_id, raw.header.timestamp, msg)?;
         }
@@ -211,21 +197,14 @@ impl ServerSession {
 
     /// Bytes to send, if any.
     pub fn take_output(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        self.wire.take_output()
     }
 
     fn handle(&mut self, stream_id: u32, timestamp: u32, msg: Message) -> Result<(), SessionError> {
+        let Some(msg) = self.wire.control(msg)? else {
+            return Ok(());
+        };
         match msg {
-            Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
-            Message::Abort(csid) => self.decoder.abort(csid),
-            Message::WindowAckSize(size) => self.peer_window = size,
-            Message::Acknowledgement(_) | Message::SetPeerBandwidth { .. } => {}
-            Message::UserControl(UserControl::PingRequest(t)) => {
-                self.send_control(
-                    type_id::USER_CONTROL,
-                    encode_user_control(&UserControl::PingResponse(t)),
-                );
-            }
             Message::UserControl(UserControl::PingResponse(t)) => {
                 self.events.push_back(ServerEvent::PingResponse(t))
             }
@@ -248,15 +227,15 @@ impl ServerSession {
                 timestamp,
                 payload,
             }),
-            Message::Data { name, payload, .. } => {
-                if self.role(stream_id) == Role::Publishing && name.as_deref() == Some("onMetaData")
-                {
-                    self.events.push_back(ServerEvent::Metadata {
-                        stream_id,
-                        timestamp,
-                        payload,
-                    });
-                }
+            Message::Data { name, payload, .. }
+                if self.role(stream_id) == Role::Publishing
+                    && name.as_deref() == Some("onMetaData") =>
+            {
+                self.events.push_back(ServerEvent::Metadata {
+                    stream_id,
+                    timestamp,
+                    payload,
+                });
             }
             Message::Aggregate(parts) => {
                 for (h, body) in parts {
@@ -269,7 +248,8 @@ impl ServerSession {
                 }
             }
             Message::Command(cmd) => self.command(stream_id, cmd)?,
-            Message::Other { .. } => {}
+            // Protocol control was applied by the wire; shared objects and unknown types are ignored.
+            _ => {}
         }
         Ok(())
     }
@@ -506,7 +486,7 @@ impl ServerSession {
             type_id::SET_CHUNK_SIZE,
             encode_u32(self.config.out_chunk_size),
         );
-        self.encoder.set_chunk_size(self.config.out_chunk_size);
+        self.wire.encoder.set_chunk_size(self.config.out_chunk_size);
         let props = Amf0Value::object([
             ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
             ("capabilities", Amf0Value::Number(31.0)),
@@ -582,15 +562,8 @@ impl ServerSession {
         ]);
         // No `onStatus NetStream.Data.Start` data message: ffmpeg turns unknown script data into
         // an extra "data" stream, which confuses players.
-        write_message(
-            &self.encoder,
-            &mut self.out,
-            csid::DATA,
-            type_id::DATA_AMF0,
-            stream_id,
-            0,
-            &access,
-        );
+        self.wire
+            .write(csid::DATA, type_id::DATA_AMF0, stream_id, &access);
     }
 
     /// Refuses a play with `code` (e.g. `NetStream.Play.StreamNotFound`, `NetStream.Play.Failed`).
@@ -648,28 +621,11 @@ impl ServerSession {
         object: Amf0Value,
         args: &[Amf0Value],
     ) {
-        let payload = encode_command(name, txn, &object, args);
-        write_message(
-            &self.encoder,
-            &mut self.out,
-            csid::COMMAND,
-            type_id::COMMAND_AMF0,
-            stream_id,
-            0,
-            &payload,
-        );
+        self.wire.send_command(stream_id, name, txn, &object, args);
     }
 
     fn send_control(&mut self, type_id: u8, payload: Bytes) {
-        write_message(
-            &self.encoder,
-            &mut self.out,
-            csid::PROTOCOL,
-            type_id,
-            0,
-            0,
-            &payload,
-        );
+        self.wire.send_control(type_id, &payload);
     }
 }
 

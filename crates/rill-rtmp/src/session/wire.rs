@@ -1,0 +1,100 @@
+//! What both roles of an RTMP connection share: the chunk decoder and encoder, the output buffer,
+//! acknowledgements of received bytes, the protocol control messages, and command writing.
+
+use bytes::{Bytes, BytesMut};
+
+use super::SessionError;
+use crate::amf0::Amf0Value;
+use crate::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits, DEFAULT_CHUNK_SIZE};
+use crate::message::{
+    csid, encode_command, encode_u32, encode_user_control, type_id, write_message, Message,
+    UserControl,
+};
+
+/// Window assumed until the peer announces one.
+const DEFAULT_PEER_WINDOW: u32 = 2_500_000;
+
+pub(crate) struct Wire {
+    pub decoder: ChunkDecoder,
+    pub encoder: ChunkEncoder,
+    pub out: BytesMut,
+    received: u64,
+    acked: u64,
+    peer_window: u32,
+}
+
+impl Wire {
+    pub fn new(limits: ChunkLimits) -> Self {
+        Wire {
+            decoder: ChunkDecoder::new(limits),
+            encoder: ChunkEncoder::new(DEFAULT_CHUNK_SIZE),
+            out: BytesMut::with_capacity(4096),
+            received: 0,
+            acked: 0,
+            peer_window: DEFAULT_PEER_WINDOW,
+        }
+    }
+
+    /// Counts `n` consumed bytes and acknowledges each window's worth, as the peer asked.
+    pub fn count_received(&mut self, n: usize) {
+        self.received += n as u64;
+        if self.received - self.acked >= u64::from(self.peer_window.max(1)) {
+            self.acked = self.received;
+            // The sequence number is the byte count modulo 2^32 (it wraps on long sessions).
+            self.send_control(type_id::ACKNOWLEDGEMENT, &encode_u32(self.received as u32));
+        }
+    }
+
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
+    }
+
+    /// Writes one message (timestamp 0) on chunk stream `cs`.
+    pub fn write(&mut self, cs: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
+        write_message(
+            &self.encoder,
+            &mut self.out,
+            cs,
+            type_id,
+            stream_id,
+            0,
+            payload,
+        );
+    }
+
+    pub fn send_control(&mut self, type_id: u8, payload: &[u8]) {
+        self.write(csid::PROTOCOL, type_id, 0, payload);
+    }
+
+    pub fn send_user_control(&mut self, event: &UserControl) {
+        self.send_control(type_id::USER_CONTROL, &encode_user_control(event));
+    }
+
+    pub fn send_command(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        txn: f64,
+        object: &Amf0Value,
+        args: &[Amf0Value],
+    ) {
+        let payload = encode_command(name, txn, object, args);
+        self.write(csid::COMMAND, type_id::COMMAND_AMF0, stream_id, &payload);
+    }
+
+    /// Applies a protocol control message (chunk size, abort, window, ping request); any other
+    /// message is handed back.
+    pub fn control(&mut self, msg: Message) -> Result<Option<Message>, SessionError> {
+        match msg {
+            Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
+            Message::Abort(cs) => self.decoder.abort(cs),
+            Message::WindowAckSize(size) => self.peer_window = size,
+            Message::Acknowledgement(_) | Message::SetPeerBandwidth { .. } => {}
+            Message::UserControl(UserControl::PingRequest(t)) => {
+                self.send_user_control(&UserControl::PingResponse(t))
+            }
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+}
