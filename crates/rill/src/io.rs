@@ -2,8 +2,13 @@
 
 use std::io::IoSlice;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -41,6 +46,32 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+/// The next accepted connection with Nagle off, or `None` once `shutdown` is cancelled. Accept
+/// errors (running out of descriptors) pause briefly instead of ending the listener.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return None,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                // Nagle would hold back small handshake and command replies by ~40 ms.
+                let _ = socket.set_nodelay(true);
+                return Some((socket, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,19 +26,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAccept
     let app = super::router(ctx.clone());
     let slots = Arc::new(Semaphore::new(ctx.config.http.max_connections));
     let handshake = Duration::from_secs(ctx.config.rtmp.handshake_timeout);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = ctx.shutdown.cancelled() => break,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "https accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((socket, peer)) = crate::io::accept(&listener, &ctx.shutdown, "https").await {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             ctx.sessions
                 .counters
@@ -46,7 +34,6 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAccept
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let _ = socket.set_nodelay(true);
         let (app, acceptor, ctx2) = (app.clone(), acceptor.clone(), ctx.clone());
         ctx.tasks.spawn(async move {
             let tls = match tokio::time::timeout(handshake, acceptor.accept(socket)).await {

@@ -14,20 +14,7 @@ use crate::server::Context;
 /// Accepts until shutdown; with `tls`, every connection is RTMPS.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcceptor>) {
     let limit = Arc::new(Semaphore::new(ctx.config.rtmp.max_connections));
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = ctx.shutdown.cancelled() => break,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Running out of descriptors must not end the listener: pause briefly and go on.
-                tracing::warn!(error = %e, "rtmp accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((socket, peer)) = crate::io::accept(&listener, &ctx.shutdown, "rtmp").await {
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             ctx.sessions
                 .counters
@@ -36,8 +23,6 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcce
             tracing::warn!(%peer, "rtmp connection refused: max_connections reached");
             continue;
         };
-        // Nagle would hold back the small handshake and command replies by ~40 ms.
-        let _ = socket.set_nodelay(true);
         let ctx2 = ctx.clone();
         let tls = tls.clone();
         ctx.tasks.spawn(async move {
