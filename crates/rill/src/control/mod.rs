@@ -2,5 +2,7 @@
 
 pub mod auth;
 pub mod hooks;
+pub mod metrics;
 pub mod sessions;
+pub mod stats;
 pub mod webhooks;
