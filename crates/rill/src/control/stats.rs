@@ -597,11 +597,11 @@ impl Stats {
     pub fn streams(&self, ctx: &Context) -> Vec<StreamStats> {
         let mut streams = ctx.hub.streams();
         streams.sort_by(|a, b| (&a.app, &a.name).cmp(&(&b.app, &b.name)));
-        let sessions = ctx.sessions.list();
+        let index = SessionIndex::new(ctx);
         let now = Instant::now();
         let out = streams
             .iter()
-            .map(|s| self.stream_stats(s, &sessions, now))
+            .map(|s| self.stream_stats(s, &index, now))
             .collect();
         lock(&self.rates_in).prune(now);
         lock(&self.rates_out).prune(now);
@@ -611,16 +611,11 @@ impl Stats {
     /// One stream, if the hub has it.
     pub fn stream(&self, ctx: &Context, app: &str, name: &str) -> Option<StreamStats> {
         let stream = ctx.hub.stream(app, name)?;
-        let sessions = ctx.sessions.list();
-        Some(self.stream_stats(&stream, &sessions, Instant::now()))
+        let index = SessionIndex::new(ctx);
+        Some(self.stream_stats(&stream, &index, Instant::now()))
     }
 
-    fn stream_stats(
-        &self,
-        stream: &Stream,
-        sessions: &[Arc<SessionInfo>],
-        now: Instant,
-    ) -> StreamStats {
+    fn stream_stats(&self, stream: &Stream, index: &SessionIndex, now: Instant) -> StreamStats {
         let facts = stream.facts();
         let live = stream.is_live();
         let now_ms = unix_ms();
@@ -630,7 +625,7 @@ impl Stats {
         let publisher = facts
             .publisher
             .filter(|_| live)
-            .and_then(|id| sessions.iter().find(|s| s.id == id));
+            .and_then(|id| index.by_id.get(&id));
         let mut inputs = Vec::new();
         let publisher = publisher.map(|s| {
             let bytes = s.bytes_in.load(Ordering::Relaxed);
@@ -647,12 +642,9 @@ impl Stats {
         });
 
         let mut outputs = Vec::new();
-        let subscribers = sessions
+        let subscribers = index
+            .players(app, name)
             .iter()
-            .filter(|s| {
-                let a = s.attachment();
-                a.role == Some(Role::Player) && a.app == app && a.stream == name
-            })
             .map(|s| {
                 let bytes = s.bytes_out.load(Ordering::Relaxed);
                 outputs.push(Counted {
@@ -729,6 +721,41 @@ impl Stats {
             resident_memory_bytes: sys.rss,
             start_time_seconds: self.process_start_secs(&sys),
         }
+    }
+}
+
+/// The sessions looked up by id and players grouped by stream, built once per request so that
+/// listing every stream stays linear in streams + sessions.
+struct SessionIndex {
+    by_id: HashMap<u64, Arc<SessionInfo>>,
+    players: HashMap<(String, String), Vec<Arc<SessionInfo>>>,
+}
+
+impl SessionIndex {
+    fn new(ctx: &Context) -> Self {
+        let mut index = SessionIndex {
+            by_id: HashMap::new(),
+            players: HashMap::new(),
+        };
+        // `list()` is sorted by id, so each stream's players are too.
+        for s in ctx.sessions.list() {
+            let a = s.attachment();
+            if a.role == Some(Role::Player) {
+                index
+                    .players
+                    .entry((a.app, a.stream))
+                    .or_default()
+                    .push(s.clone());
+            }
+            index.by_id.insert(s.id, s);
+        }
+        index
+    }
+
+    fn players(&self, app: &str, name: &str) -> &[Arc<SessionInfo>] {
+        self.players
+            .get(&(app.to_owned(), name.to_owned()))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
