@@ -6,6 +6,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod trans;
+
+pub use trans::{SegmentFormat, SegmentSettings, Storage, TransConfig, TransTask};
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -16,6 +20,7 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub https: HttpsConfig,
     pub rtmps: RtmpsConfig,
+    pub trans: TransConfig,
 }
 
 /// `[rtmp]`: the RTMP listener and sessions.
@@ -387,6 +392,11 @@ impl Config {
                 "rtmps.enabled",
                 "needs rtmps.cert/key or https.cert/key".into(),
             );
+        }
+        for task in &self.trans.tasks {
+            if let Some((key, problem)) = task.problem() {
+                return bad(key, format!("(app {:?}) {problem}", task.app));
+            }
         }
         let hosts = [
             ("rtmp.host", &r.host),
