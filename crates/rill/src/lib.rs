@@ -15,6 +15,7 @@ pub mod control;
 mod http;
 pub mod hub;
 mod io;
+pub mod outputs;
 mod rtmp;
 mod server;
 pub mod tls;

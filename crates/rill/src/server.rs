@@ -40,6 +40,7 @@ pub struct Context {
     pub sessions: Arc<Sessions>,
     pub hooks: Arc<Hooks>,
     pub sign: SignPolicy,
+    pub outputs: crate::outputs::Outputs,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -154,6 +155,7 @@ impl ServerBuilder {
             sessions: Arc::new(Sessions::default()),
             hooks,
             sign,
+            outputs: crate::outputs::Outputs::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });

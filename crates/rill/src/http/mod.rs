@@ -6,6 +6,7 @@ mod api;
 pub mod basic_auth;
 mod flv;
 mod listener;
+mod media;
 pub mod tls;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
     let origin = ctx.config.http.allow_origin.clone();
     let router = Router::new()
         .route("/{app}/{file}", get(flv::play))
+        .route("/{app}/{stream}/{file}", get(media::serve))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(ctx.clone())
         .merge(api::router(ctx));

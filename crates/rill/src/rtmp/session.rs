@@ -366,6 +366,7 @@ impl Conn {
             Ok(p) => {
                 tracing::info!(stream = %p.stream().path(), "publish start");
                 self.session.accept_publish(stream_id, &name);
+                crate::outputs::Outputs::on_publish(&self.ctx, &app, &name);
                 self.info.attach(&app, &name, Some(Role::Publisher), query);
                 self.label = format!("publisher of {}", p.stream().path());
                 self.publishing = Some((stream_id, p));

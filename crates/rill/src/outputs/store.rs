@@ -1,0 +1,210 @@
+//! Where one stream's HLS/DASH output lives: segments, parts and init segments in memory (served
+//! with no disk I/O), optionally mirrored to `mediaroot/app/stream/`, plus the current playlist and
+//! MPD. Every change bumps a version that blocked requests (LL-HLS blocking reload, preload hints)
+//! wait on.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+/// How far the HLS playlist has got: the last complete segment and the parts of the next one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HlsProgress {
+    /// Media sequence number of the next (in progress) segment.
+    pub next_msn: u64,
+    /// Parts already published of the segment in progress.
+    pub parts: usize,
+}
+
+impl HlsProgress {
+    /// Whether the playlist already holds segment `msn` (or part `part` of it).
+    pub fn has(&self, msn: u64, part: Option<usize>) -> bool {
+        match part {
+            None => msn < self.next_msn,
+            Some(p) => msn < self.next_msn || (msn == self.next_msn && p < self.parts),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    files: HashMap<String, Bytes>,
+    playlist: Option<String>,
+    mpd: Option<String>,
+    progress: HlsProgress,
+}
+
+/// One stream's output.
+#[derive(Debug)]
+pub struct MediaStore {
+    inner: Mutex<Inner>,
+    version: watch::Sender<u64>,
+    disk: Option<PathBuf>,
+}
+
+impl MediaStore {
+    /// `disk`: the directory to mirror files into, if any.
+    pub fn new(disk: Option<PathBuf>) -> Self {
+        MediaStore {
+            inner: Mutex::new(Inner::default()),
+            version: watch::Sender::new(0),
+            disk,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Watches changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Bytes> {
+        self.lock().files.get(name).cloned()
+    }
+
+    pub fn playlist(&self) -> Option<(String, HlsProgress)> {
+        let g = self.lock();
+        g.playlist.clone().map(|p| (p, g.progress))
+    }
+
+    pub fn mpd(&self) -> Option<String> {
+        self.lock().mpd.clone()
+    }
+
+    /// Adds files (and mirrors them to disk).
+    pub fn put(&self, files: Vec<(String, Bytes)>) {
+        if let Some(dir) = &self.disk {
+            for (name, data) in &files {
+                write_file(dir, name, data);
+            }
+        }
+        let mut g = self.lock();
+        g.files.extend(files);
+    }
+
+    /// Removes files (and their disk copies).
+    pub fn remove(&self, names: &[String]) {
+        let mut g = self.lock();
+        for n in names {
+            g.files.remove(n);
+        }
+        drop(g);
+        if let Some(dir) = &self.disk {
+            for n in names {
+                let _ = std::fs::remove_file(dir.join(n));
+            }
+        }
+    }
+
+    /// Publishes new playlist and/or MPD text and wakes blocked requests.
+    pub fn publish(&self, playlist: Option<String>, progress: HlsProgress, mpd: Option<String>) {
+        if let Some(dir) = &self.disk {
+            if let Some(p) = &playlist {
+                write_file(dir, "index.m3u8", p.as_bytes());
+            }
+            if let Some(m) = &mpd {
+                write_file(dir, "index.mpd", m.as_bytes());
+            }
+        }
+        let mut g = self.lock();
+        if playlist.is_some() {
+            g.playlist = playlist;
+            g.progress = progress;
+        }
+        if mpd.is_some() {
+            g.mpd = mpd;
+        }
+        drop(g);
+        self.bump();
+    }
+
+    /// Number of files held, and their bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.files.len(), g.files.values().map(Bytes::len).sum())
+    }
+
+    /// Removes everything, on disk too.
+    pub fn clear(&self) {
+        let names: Vec<String> = self.lock().files.keys().cloned().collect();
+        self.remove(&names);
+        if let Some(dir) = &self.disk {
+            let _ = std::fs::remove_file(dir.join("index.m3u8"));
+            let _ = std::fs::remove_file(dir.join("index.mpd"));
+            let _ = std::fs::remove_dir(dir);
+        }
+        let mut g = self.lock();
+        g.playlist = None;
+        g.mpd = None;
+    }
+}
+
+/// Writes through a temporary name and renames, so a reader never sees half a file. A failure
+/// is logged and leaves memory serving unaffected.
+fn write_file(dir: &std::path::Path, name: &str, data: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&tmp, data))
+        .and_then(|_| std::fs::rename(&tmp, dir.join(name)));
+    if let Err(e) = result {
+        tracing::warn!(dir = %dir.display(), file = name, error = %e, "cannot write segment to disk");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_answers_blocking_reload_questions() {
+        let p = HlsProgress {
+            next_msn: 5,
+            parts: 2,
+        };
+        assert!(p.has(4, None));
+        assert!(!p.has(5, None));
+        assert!(p.has(5, Some(1)));
+        assert!(!p.has(5, Some(2)));
+        assert!(!p.has(6, Some(0)));
+    }
+
+    #[test]
+    fn files_mirror_to_disk_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("live/cam");
+        let store = MediaStore::new(Some(sub.clone()));
+        let mut rx = store.subscribe();
+        store.put(vec![("seg-1.ts".into(), Bytes::from_static(b"abc"))]);
+        store.publish(
+            Some("#EXTM3U\n".into()),
+            HlsProgress {
+                next_msn: 2,
+                parts: 0,
+            },
+            None,
+        );
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(std::fs::read(sub.join("seg-1.ts")).unwrap(), b"abc");
+        assert_eq!(
+            std::fs::read_to_string(sub.join("index.m3u8")).unwrap(),
+            "#EXTM3U\n"
+        );
+        assert_eq!(store.get("seg-1.ts").unwrap(), Bytes::from_static(b"abc"));
+        store.remove(&["seg-1.ts".into()]);
+        assert!(!sub.join("seg-1.ts").exists());
+        assert!(store.get("seg-1.ts").is_none());
+        store.clear();
+        assert!(!sub.exists());
+        assert!(store.playlist().is_none());
+    }
+}
