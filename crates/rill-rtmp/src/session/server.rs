@@ -141,6 +141,8 @@ pub struct ServerSession {
     wire: Wire,
     events: VecDeque<ServerEvent>,
     connect_txn: f64,
+    /// Enhanced RTMP capabilities the client announced in connect, answered in `_result`.
+    client_caps: Vec<(String, Amf0Value)>,
     streams: HashMap<u32, Role>,
     next_stream_id: u32,
 }
@@ -153,6 +155,7 @@ impl ServerSession {
             wire: Wire::new(config.limits),
             events: VecDeque::new(),
             connect_txn: 1.0,
+            client_caps: Vec::new(),
             streams: HashMap::new(),
             next_stream_id: 1,
         }
@@ -273,6 +276,7 @@ impl ServerSession {
                     return Err(SessionError::Protocol("connect sent twice".into()));
                 }
                 self.connect_txn = cmd.transaction_id;
+                self.client_caps = enhanced_caps(&cmd.object);
                 let raw_app = cmd.object.get("app").and_then(|v| v.as_str()).unwrap_or("");
                 let tc_url = cmd
                     .object
@@ -487,11 +491,13 @@ impl ServerSession {
             encode_u32(self.config.out_chunk_size),
         );
         self.wire.encoder.set_chunk_size(self.config.out_chunk_size);
-        let props = Amf0Value::object([
-            ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
-            ("capabilities", Amf0Value::Number(31.0)),
-            ("mode", Amf0Value::Number(1.0)),
-        ]);
+        let mut props = vec![
+            ("fmsVer".to_owned(), Amf0Value::string("FMS/3,0,1,123")),
+            ("capabilities".to_owned(), Amf0Value::Number(31.0)),
+            ("mode".to_owned(), Amf0Value::Number(1.0)),
+        ];
+        props.append(&mut self.client_caps);
+        let props = Amf0Value::Object(props);
         let info = Amf0Value::object([
             ("level", Amf0Value::string("status")),
             ("code", Amf0Value::string("NetConnection.Connect.Success")),
@@ -627,6 +633,47 @@ impl ServerSession {
     fn send_control(&mut self, type_id: u8, payload: Bytes) {
         self.wire.send_control(type_id, &payload);
     }
+}
+
+/// `CanForward` in Enhanced RTMP v2's FourCcInfoMask: Rill passes every codec through unchanged.
+const CAN_FORWARD: f64 = 4.0;
+/// capsEx bits Rill honours by forwarding unchanged: Multitrack, ModEx, TimestampNanoOffset.
+const CAPS_EX_FORWARDED: u32 = 0x02 | 0x04 | 0x08;
+
+/// The Enhanced RTMP capability answer (v1 `fourCcList`, v2 `videoFourCcInfoMap`,
+/// `audioFourCcInfoMap`, `capsEx`) to what the client announced: every codec the client lists is
+/// one Rill can forward.
+fn enhanced_caps(object: &Amf0Value) -> Vec<(String, Amf0Value)> {
+    let mut caps = Vec::new();
+    if let Some(Amf0Value::StrictArray(list)) = object.get("fourCcList") {
+        let list = list
+            .iter()
+            .filter(|v| v.as_str().is_some())
+            .cloned()
+            .collect();
+        caps.push(("fourCcList".to_owned(), Amf0Value::StrictArray(list)));
+    }
+    for key in ["videoFourCcInfoMap", "audioFourCcInfoMap"] {
+        let entries = match object.get(key) {
+            Some(Amf0Value::Object(e) | Amf0Value::EcmaArray(e)) => e,
+            _ => continue,
+        };
+        let map = entries
+            .iter()
+            .map(|(k, _)| (k.clone(), Amf0Value::Number(CAN_FORWARD)))
+            .collect();
+        caps.push((key.to_owned(), Amf0Value::Object(map)));
+    }
+    if let Some(ex) = object.get("capsEx").and_then(|v| v.as_f64()) {
+        let bits = (ex.clamp(0.0, f64::from(u32::MAX)) as u32) & CAPS_EX_FORWARDED;
+        caps.push(("capsEx".to_owned(), Amf0Value::Number(f64::from(bits))));
+    }
+    caps
+}
+
+#[cfg(test)]
+pub(crate) fn enhanced_caps_for_test(object: &Amf0Value) -> Vec<(String, Amf0Value)> {
+    enhanced_caps(object)
 }
 
 trait IntoOwnedPair {

@@ -218,3 +218,49 @@ fn publish_without_create_stream_is_accepted_but_a_busy_stream_is_not() {
         Err(super::SessionError::Protocol(_))
     ));
 }
+
+#[test]
+fn enhanced_rtmp_capabilities_are_answered() {
+    use crate::amf0::Amf0Value;
+    let object = Amf0Value::object([
+        ("app", Amf0Value::string("live")),
+        (
+            "fourCcList",
+            Amf0Value::StrictArray(vec![Amf0Value::string("hvc1"), Amf0Value::string("av01")]),
+        ),
+        (
+            "videoFourCcInfoMap",
+            Amf0Value::object([
+                ("hvc1", Amf0Value::Number(1.0)),
+                ("*", Amf0Value::Number(7.0)),
+            ]),
+        ),
+        ("capsEx", Amf0Value::Number(0x0F as f64)),
+    ]);
+    let caps = super::server::enhanced_caps_for_test(&object);
+    let get = |k: &str| caps.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        get("fourCcList"),
+        Some(Amf0Value::StrictArray(vec![
+            Amf0Value::string("hvc1"),
+            Amf0Value::string("av01")
+        ]))
+    );
+    assert_eq!(
+        get("videoFourCcInfoMap"),
+        Some(Amf0Value::object([
+            ("hvc1", Amf0Value::Number(4.0)),
+            ("*", Amf0Value::Number(4.0))
+        ]))
+    );
+    assert_eq!(
+        get("capsEx"),
+        Some(Amf0Value::Number(14.0)),
+        "no Reconnect: Rill never asks for one"
+    );
+    assert!(super::server::enhanced_caps_for_test(&Amf0Value::object([(
+        "app",
+        Amf0Value::string("x")
+    )]))
+    .is_empty());
+}
