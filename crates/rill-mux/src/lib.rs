@@ -9,6 +9,7 @@
 pub mod dash;
 pub mod fmp4;
 pub mod hls;
+pub mod mp4;
 pub mod sample;
 pub mod track;
 pub mod ts;
