@@ -41,6 +41,7 @@ pub struct Context {
     pub hooks: Arc<Hooks>,
     pub sign: SignPolicy,
     pub outputs: crate::outputs::Outputs,
+    pub recordings: crate::outputs::recording::Recordings,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -156,6 +157,7 @@ impl ServerBuilder {
             hooks,
             sign,
             outputs: crate::outputs::Outputs::default(),
+            recordings: crate::outputs::recording::Recordings::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });

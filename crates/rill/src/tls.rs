@@ -156,6 +156,23 @@ impl ReloadingCert {
     }
 }
 
+/// Completes a TLS handshake within `limit`, giving up at once on shutdown.
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    socket: tokio::net::TcpStream,
+    limit: Duration,
+    shutdown: &CancellationToken,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, String> {
+    tokio::select! {
+        r = tokio::time::timeout(limit, acceptor.accept(socket)) => match r {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("TLS handshake timed out".into()),
+        },
+        _ = shutdown.cancelled() => Err("server shutting down".into()),
+    }
+}
+
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(

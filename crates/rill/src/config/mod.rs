@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 mod trans;
 
-pub use trans::{SegmentFormat, SegmentSettings, Storage, TransConfig, TransTask};
+pub use trans::{RecordFormat, SegmentFormat, SegmentSettings, Storage, TransConfig, TransTask};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -215,6 +215,8 @@ pub struct HooksConfig {
     pub post_play: Vec<String>,
     #[serde(alias = "donePlay")]
     pub done_play: Vec<String>,
+    #[serde(alias = "doneRecord")]
+    pub done_record: Vec<String>,
 }
 
 impl Default for HooksConfig {
@@ -232,6 +234,7 @@ impl Default for HooksConfig {
             pre_play: Vec::new(),
             post_play: Vec::new(),
             done_play: Vec::new(),
+            done_record: Vec::new(),
         }
     }
 }
@@ -250,6 +253,7 @@ impl HooksConfig {
             K::PrePlay => &self.pre_play,
             K::PostPlay => &self.post_play,
             K::DonePlay => &self.done_play,
+            K::DoneRecord => &self.done_record,
         }
     }
 }

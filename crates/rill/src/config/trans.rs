@@ -31,6 +31,18 @@ pub enum Storage {
     Disk,
 }
 
+/// Recording container.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// MP4 with `moov` first (fragmented while recording, rewritten when it ends).
+    #[default]
+    Mp4,
+    /// Fragmented MP4, kept as recorded.
+    Fmp4,
+    Flv,
+}
+
 /// One task: an app and what to make of its streams.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -42,7 +54,7 @@ pub struct TransTask {
     pub dash: bool,
     #[serde(rename = "dashFlags", alias = "dash_flags")]
     pub dash_flags: String,
-    /// Accepted for Node-Media-Server compatibility (recording is configured elsewhere).
+    /// Record every stream of the app (Node-Media-Server's switch, whatever the format).
     pub mp4: bool,
     #[serde(rename = "mp4Flags", alias = "mp4_flags")]
     pub mp4_flags: String,
@@ -60,6 +72,13 @@ pub struct TransTask {
     pub storage: Storage,
     /// Seconds after the stream ends before its segments are removed.
     pub cleanup_after: u64,
+    pub record_format: RecordFormat,
+    /// Start a new file after this many seconds (0: never).
+    pub record_split_seconds: u64,
+    /// Start a new file after this many bytes (0: never).
+    pub record_split_bytes: u64,
+    /// Keep writing the same file when the publisher comes back within `cleanup_after`.
+    pub record_continue: bool,
 }
 
 impl Default for TransTask {
@@ -80,6 +99,10 @@ impl Default for TransTask {
             part_duration: 0.5,
             storage: Storage::Memory,
             cleanup_after: 30,
+            record_format: RecordFormat::Mp4,
+            record_split_seconds: 0,
+            record_split_bytes: 0,
+            record_continue: false,
         }
     }
 }
@@ -174,6 +197,11 @@ impl TransTask {
 }
 
 impl TransConfig {
+    /// The task of `app`, if it records.
+    pub fn recording(&self, app: &str) -> Option<&TransTask> {
+        self.tasks.iter().find(|t| t.app == app && t.mp4)
+    }
+
     /// The task of `app`, if any has HLS or DASH on.
     pub fn segmenting(&self, app: &str) -> Option<&TransTask> {
         self.tasks

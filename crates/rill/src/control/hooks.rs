@@ -33,10 +33,12 @@ pub enum EventKind {
     PrePlay,
     PostPlay,
     DonePlay,
+    /// A recording file was finished (or stopped on an error); `path` names it.
+    DoneRecord,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::PreConnect,
         EventKind::PostConnect,
         EventKind::DoneConnect,
@@ -46,6 +48,7 @@ impl EventKind {
         EventKind::PrePlay,
         EventKind::PostPlay,
         EventKind::DonePlay,
+        EventKind::DoneRecord,
     ];
 
     /// The name used in webhook bodies and config (`prePublish`, ...).
@@ -60,6 +63,7 @@ impl EventKind {
             EventKind::PrePlay => "prePlay",
             EventKind::PostPlay => "postPlay",
             EventKind::DonePlay => "donePlay",
+            EventKind::DoneRecord => "doneRecord",
         }
     }
 
@@ -86,6 +90,12 @@ pub struct Event {
     pub protocol: Protocol,
     /// Unix time in milliseconds.
     pub time: u64,
+    /// The file, for `doneRecord`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// What went wrong, for a `doneRecord` that stopped on an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Event {
@@ -115,6 +125,8 @@ impl Event {
             ip: ip.to_owned(),
             protocol,
             time: now_ms(),
+            path: None,
+            error: None,
         }
     }
 

@@ -36,10 +36,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAccept
         };
         let (app, acceptor, ctx2) = (app.clone(), acceptor.clone(), ctx.clone());
         ctx.tasks.spawn(async move {
-            let tls = match tokio::time::timeout(handshake, acceptor.accept(socket)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return refused(&ctx2, peer, &e.to_string()),
-                Err(_) => return refused(&ctx2, peer, "TLS handshake timed out"),
+            let tls = match crate::tls::accept(&acceptor, socket, handshake, &ctx2.shutdown).await {
+                Ok(s) => s,
+                Err(e) => return refused(&ctx2, peer, &e),
             };
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(Peer(peer)));

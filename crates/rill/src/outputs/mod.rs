@@ -4,6 +4,8 @@
 //! unpublish/republish (so its playlist continues with a discontinuity); it stops, and removes its
 //! files, `cleanup_after` seconds after the stream ended.
 
+pub mod recorder;
+pub mod recording;
 pub mod segmenter;
 pub mod store;
 

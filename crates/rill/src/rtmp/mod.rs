@@ -30,10 +30,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcce
                 None => session::run(socket, peer, ctx2, false).await,
                 Some(acceptor) => {
                     let limit = std::time::Duration::from_secs(ctx2.config.rtmp.handshake_timeout);
-                    match tokio::time::timeout(limit, acceptor.accept(socket)).await {
-                        Ok(Ok(stream)) => session::run(stream, peer, ctx2, true).await,
-                        Ok(Err(e)) => tls_refused(&ctx2, peer, &e.to_string()),
-                        Err(_) => tls_refused(&ctx2, peer, "TLS handshake timed out"),
+                    match crate::tls::accept(&acceptor, socket, limit, &ctx2.shutdown).await {
+                        Ok(stream) => session::run(stream, peer, ctx2, true).await,
+                        Err(e) => tls_refused(&ctx2, peer, &e),
                     }
                 }
             }
