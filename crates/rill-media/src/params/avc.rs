@@ -1,0 +1,502 @@
+//! H.264/AVC: the AVCDecoderConfigurationRecord (`avcC`, ISO/IEC 14496-15 §5.3.3) and the
+//! sequence parameter set it carries (ITU-T H.264 §7.3.2.1.1), read far enough to get the
+//! profile, level, cropped picture size and VUI frame rate.
+
+use super::bits::{unescape_rbsp, BitReader};
+use super::{ParamsError, VideoParams};
+use crate::codec::VideoCodec;
+
+const WHAT: &str = "AVC";
+
+/// What the first SPS of an `avcC` says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AvcSps {
+    pub profile_idc: u8,
+    /// The constraint_set0..5 flags and reserved bits, as the byte that follows profile_idc.
+    pub constraint_flags: u8,
+    pub level_idc: u8,
+    pub chroma_format_idc: u32,
+    pub separate_colour_plane: bool,
+    pub bit_depth_luma: u32,
+    pub frame_mbs_only: bool,
+    pub width: u32,
+    pub height: u32,
+    /// `time_scale / (2 * num_units_in_tick)` from the VUI, when present.
+    pub fps: Option<f64>,
+}
+
+/// Parses an `avcC` record (the body of a legacy AVC sequence header after its 5-byte header).
+pub fn avcc_params(record: &[u8]) -> Result<VideoParams, ParamsError> {
+    let sps = first_sps(record)?;
+    let sps = parse_sps(&unescape_rbsp(sps))?;
+    Ok(VideoParams {
+        codec: VideoCodec::Avc,
+        profile: profile_name(sps.profile_idc, sps.constraint_flags).map(str::to_owned),
+        // level_idc is ten times the level (level 1b reads as 1.1 or 0.9, as its idc says).
+        level: (sps.level_idc != 0).then(|| f64::from(sps.level_idc) / 10.0),
+        width: sps.width,
+        height: sps.height,
+        fps: sps.fps,
+        codec_string: Some(format!(
+            "avc1.{:02x}{:02x}{:02x}",
+            sps.profile_idc, sps.constraint_flags, sps.level_idc
+        )),
+    })
+}
+
+/// The first SPS NAL unit of an `avcC`, header byte included.
+fn first_sps(record: &[u8]) -> Result<&[u8], ParamsError> {
+    let malformed = ParamsError::Malformed(WHAT);
+    // configurationVersion, profile, compatibility, level, lengthSizeMinusOne, numOfSPS.
+    let header = record.get(..6).ok_or(ParamsError::Malformed(WHAT))?;
+    if header[0] != 1 {
+        return Err(malformed);
+    }
+    if header[5] & 0x1F == 0 {
+        return Err(malformed);
+    }
+    let len_bytes = record.get(6..8).ok_or(ParamsError::Malformed(WHAT))?;
+    let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+    let nal = record.get(8..8 + len).ok_or(ParamsError::Malformed(WHAT))?;
+    if nal.first().map(|b| b & 0x1F) != Some(7) {
+        return Err(malformed);
+    }
+    Ok(nal)
+}
+
+/// Profiles whose SPS carries chroma format, bit depths and scaling matrices (H.264 §7.3.2.1.1).
+fn has_chroma_info(profile_idc: u8) -> bool {
+    matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    )
+}
+
+/// Parses an SPS RBSP (emulation prevention already removed), NAL header byte included.
+pub fn parse_sps(rbsp: &[u8]) -> Result<AvcSps, ParamsError> {
+    let mut r = BitReader::new(rbsp, WHAT);
+    let nal_header = r.u8(8)?;
+    if nal_header & 0x1F != 7 {
+        return Err(r.malformed());
+    }
+    let profile_idc = r.u8(8)?;
+    let constraint_flags = r.u8(8)?;
+    let level_idc = r.u8(8)?;
+    let _sps_id = r.ue()?;
+
+    let mut chroma_format_idc = 1;
+    let mut separate_colour_plane = false;
+    let mut bit_depth_luma = 8;
+    if has_chroma_info(profile_idc) {
+        chroma_format_idc = r.ue()?;
+        if chroma_format_idc > 3 {
+            return Err(r.malformed());
+        }
+        if chroma_format_idc == 3 {
+            separate_colour_plane = r.flag()?;
+        }
+        let luma_minus8 = r.ue()?;
+        let _chroma_minus8 = r.ue()?;
+        if luma_minus8 > 6 {
+            return Err(r.malformed());
+        }
+        bit_depth_luma = 8 + luma_minus8;
+        let _qpprime_y_zero_transform_bypass = r.flag()?;
+        if r.flag()? {
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.flag()? {
+                    skip_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+
+    let _log2_max_frame_num_minus4 = r.ue()?;
+    match r.ue()? {
+        0 => {
+            let _log2_max_poc_lsb_minus4 = r.ue()?;
+        }
+        1 => {
+            let _delta_pic_order_always_zero = r.flag()?;
+            let _offset_for_non_ref_pic = r.se()?;
+            let _offset_for_top_to_bottom_field = r.se()?;
+            let cycle = r.ue()?;
+            // The spec caps the cycle at 255 entries; a larger count is garbage.
+            if cycle > 255 {
+                return Err(r.malformed());
+            }
+            for _ in 0..cycle {
+                r.se()?;
+            }
+        }
+        2 => {}
+        _ => return Err(r.malformed()),
+    }
+    let _max_num_ref_frames = r.ue()?;
+    let _gaps_in_frame_num_allowed = r.flag()?;
+    let width_mbs = u64::from(r.ue()?) + 1;
+    let height_map_units = u64::from(r.ue()?) + 1;
+    let frame_mbs_only = r.flag()?;
+    if !frame_mbs_only {
+        let _mb_adaptive_frame_field = r.flag()?;
+    }
+    let _direct_8x8_inference = r.flag()?;
+    let (mut crop_left, mut crop_right, mut crop_top, mut crop_bottom) = (0, 0, 0, 0);
+    if r.flag()? {
+        crop_left = u64::from(r.ue()?);
+        crop_right = u64::from(r.ue()?);
+        crop_top = u64::from(r.ue()?);
+        crop_bottom = u64::from(r.ue()?);
+    }
+
+    // Cropping is counted in chroma sample units (H.264 equations 7-19 to 7-22); a field-coded
+    // stream's map units are field macroblock pairs, hence the factor of two.
+    let chroma_array_type = if separate_colour_plane {
+        0
+    } else {
+        chroma_format_idc
+    };
+    let (sub_width, sub_height) = match chroma_array_type {
+        1 => (2, 2),
+        2 => (2, 1),
+        _ => (1, 1),
+    };
+    let field_factor = if frame_mbs_only { 1 } else { 2 };
+    let crop_unit_x = sub_width;
+    let crop_unit_y = sub_height * field_factor;
+    let full_width = width_mbs * 16;
+    let full_height = height_map_units * 16 * field_factor;
+    let width = full_width
+        .checked_sub((crop_left + crop_right) * crop_unit_x)
+        .ok_or(r.malformed())?;
+    let height = full_height
+        .checked_sub((crop_top + crop_bottom) * crop_unit_y)
+        .ok_or(r.malformed())?;
+    let width = u32::try_from(width).map_err(|_| r.malformed())?;
+    let height = u32::try_from(height).map_err(|_| r.malformed())?;
+    if width == 0 || height == 0 {
+        return Err(r.malformed());
+    }
+
+    let fps = if r.flag()? { vui_fps(&mut r)? } else { None };
+
+    Ok(AvcSps {
+        profile_idc,
+        constraint_flags,
+        level_idc,
+        chroma_format_idc,
+        separate_colour_plane,
+        bit_depth_luma,
+        frame_mbs_only,
+        width,
+        height,
+        fps,
+    })
+}
+
+/// scaling_list() of H.264 §7.3.2.1.1.1: only the syntax matters here, not the values.
+fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), ParamsError> {
+    let mut last = 8i64;
+    let mut next = 8i64;
+    for _ in 0..size {
+        if next != 0 {
+            let delta = i64::from(r.se()?);
+            next = (last + delta).rem_euclid(256);
+        }
+        if next != 0 {
+            last = next;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the VUI up to the timing info. A VUI cut short after the timing info is still fine: the
+/// fields after it (HRD, restrictions) are not needed.
+fn vui_fps(r: &mut BitReader<'_>) -> Result<Option<f64>, ParamsError> {
+    if r.flag()? {
+        // aspect_ratio_idc 255 is Extended_SAR with explicit 16-bit width and height.
+        if r.u8(8)? == 255 {
+            r.skip(32)?;
+        }
+    }
+    if r.flag()? {
+        let _overscan_appropriate = r.flag()?;
+    }
+    if r.flag()? {
+        // video_format, video_full_range_flag, then optional primaries/transfer/matrix.
+        r.skip(4)?;
+        if r.flag()? {
+            r.skip(24)?;
+        }
+    }
+    if r.flag()? {
+        r.ue()?;
+        r.ue()?;
+    }
+    if !r.flag()? {
+        return Ok(None);
+    }
+    let num_units_in_tick = r.bits(32)?;
+    let time_scale = r.bits(32)?;
+    if num_units_in_tick == 0 || time_scale == 0 {
+        return Ok(None);
+    }
+    // A tick is a field period (H.264 §E.2.1), so a frame lasts two of them.
+    Ok(Some(
+        f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick)),
+    ))
+}
+
+/// The profile name players show, ffprobe-style.
+pub fn profile_name(profile_idc: u8, constraint_flags: u8) -> Option<&'static str> {
+    let set1 = constraint_flags & 0x40 != 0;
+    let set3 = constraint_flags & 0x10 != 0;
+    Some(match profile_idc {
+        66 if set1 => "Constrained Baseline",
+        66 => "Baseline",
+        77 => "Main",
+        88 => "Extended",
+        100 => "High",
+        110 if set3 => "High 10 Intra",
+        110 => "High 10",
+        122 if set3 => "High 4:2:2 Intra",
+        122 => "High 4:2:2",
+        244 if set3 => "High 4:4:4 Intra",
+        244 => "High 4:4:4 Predictive",
+        44 => "CAVLC 4:4:4",
+        118 => "Multiview High",
+        128 => "Stereo High",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::bits::tests::{escape_rbsp, hex, BitWriter};
+    use super::super::samples;
+    use super::*;
+
+    fn record(body_hex: &str) -> Vec<u8> {
+        hex(body_hex)[5..].to_vec()
+    }
+
+    fn params(body_hex: &str) -> VideoParams {
+        avcc_params(&record(body_hex)).unwrap()
+    }
+
+    // Expected values are ffprobe -show_streams on the FLV files the samples came from; the codec
+    // strings are those ffmpeg's DASH muxer wrote for the same streams.
+
+    #[test]
+    fn x264_720p30_high() {
+        let p = params(samples::AVC_720P30_HIGH);
+        assert_eq!(p.codec, VideoCodec::Avc);
+        assert_eq!(p.profile.as_deref(), Some("High"));
+        assert_eq!(p.level, Some(3.1));
+        assert_eq!((p.width, p.height), (1280, 720));
+        assert_eq!(p.fps, Some(30.0));
+        assert_eq!(p.codec_string.as_deref(), Some("avc1.64001f"));
+    }
+
+    #[test]
+    fn x264_854x480_constrained_baseline() {
+        let p = params(samples::AVC_480P25_BASELINE);
+        assert_eq!(p.profile.as_deref(), Some("Constrained Baseline"));
+        assert_eq!(p.level, Some(3.0));
+        assert_eq!((p.width, p.height), (854, 480));
+        assert_eq!(p.fps, Some(25.0));
+        assert_eq!(p.codec_string.as_deref(), Some("avc1.42c01e"));
+    }
+
+    #[test]
+    fn x264_1080p60_main_is_cropped_from_1088() {
+        let p = params(samples::AVC_1080P60_MAIN);
+        assert_eq!(p.profile.as_deref(), Some("Main"));
+        assert_eq!(p.level, Some(4.2));
+        assert_eq!((p.width, p.height), (1920, 1080));
+        assert_eq!(p.fps, Some(60.0));
+        assert_eq!(p.codec_string.as_deref(), Some("avc1.4d402a"));
+    }
+
+    #[test]
+    fn x264_1080_444_ntsc_rate() {
+        let p = params(samples::AVC_1080P23_444);
+        assert_eq!(p.profile.as_deref(), Some("High 4:4:4 Predictive"));
+        assert_eq!(p.level, Some(4.0));
+        assert_eq!((p.width, p.height), (1920, 1080));
+        assert_eq!(p.fps, Some(24000.0 / 1001.0));
+        assert_eq!(p.codec_string.as_deref(), Some("avc1.f40028"));
+        let sps = parse_sps(&unescape_rbsp(
+            first_sps(&record(samples::AVC_1080P23_444)).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(sps.chroma_format_idc, 3);
+        assert!(!sps.separate_colour_plane);
+    }
+
+    #[test]
+    fn x264_480p30_high10_and_422() {
+        let p = params(samples::AVC_480P30_HIGH10);
+        assert_eq!(p.profile.as_deref(), Some("High 10"));
+        assert_eq!(p.level, Some(3.1));
+        assert_eq!((p.width, p.height), (854, 480));
+        assert_eq!(p.fps, Some(30.0));
+        let sps = parse_sps(&unescape_rbsp(
+            first_sps(&record(samples::AVC_480P30_HIGH10)).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(sps.bit_depth_luma, 10);
+
+        let p = params(samples::AVC_360P30_422);
+        assert_eq!(p.profile.as_deref(), Some("High 4:2:2"));
+        assert_eq!(p.level, Some(3.0));
+        assert_eq!((p.width, p.height), (640, 360));
+        assert_eq!(p.fps, Some(30.0));
+    }
+
+    #[test]
+    fn x264_1080i25_field_coded() {
+        let p = params(samples::AVC_1080I25_HIGH);
+        assert_eq!(p.profile.as_deref(), Some("High"));
+        assert_eq!(p.level, Some(4.0));
+        assert_eq!((p.width, p.height), (1920, 1080));
+        // ffprobe's r_frame_rate is 25/1: x264 signals the field rate as ticks.
+        assert_eq!(p.fps, Some(25.0));
+        let sps = parse_sps(&unescape_rbsp(
+            first_sps(&record(samples::AVC_1080I25_HIGH)).unwrap(),
+        ))
+        .unwrap();
+        assert!(!sps.frame_mbs_only);
+    }
+
+    /// Builds an avcC around a hand-written SPS.
+    fn avcc_with(sps_rbsp: &[u8]) -> Vec<u8> {
+        let nal = escape_rbsp(sps_rbsp);
+        let mut rec = vec![1, sps_rbsp[1], sps_rbsp[2], sps_rbsp[3], 0xFF, 0xE1];
+        rec.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&nal);
+        rec.extend_from_slice(&[1, 0, 2, 0x68, 0xCE]);
+        rec
+    }
+
+    #[test]
+    fn hand_built_high_sps_with_scaling_lists_poc1_and_vui() {
+        let mut w = BitWriter::new();
+        w.bits(8, 0x67).bits(8, 100).bits(8, 0).bits(8, 40).ue(0);
+        w.ue(1).ue(0).ue(0).bit(false); // 4:2:0, 8-bit, no bypass
+        w.bit(true); // seq_scaling_matrix_present_flag
+        for i in 0..8 {
+            if i == 2 {
+                w.bit(false);
+                continue;
+            }
+            w.bit(true);
+            let size = if i < 6 { 16 } else { 64 };
+            if i == 7 {
+                // delta -8 makes nextScale 0 at once: "use the default list", one code only.
+                w.se(-8);
+            } else {
+                for j in 0..size {
+                    w.se(if j % 2 == 0 { 3 } else { -2 });
+                }
+            }
+        }
+        w.ue(0); // log2_max_frame_num_minus4
+        w.ue(1).bit(false).se(-3).se(2).ue(3).se(1).se(-1).se(5); // poc type 1
+        w.ue(4).bit(false);
+        w.ue(119).ue(67); // 1920 x 1088
+        w.bit(true).bit(true); // frame_mbs_only, direct_8x8
+        w.bit(true).ue(0).ue(0).ue(0).ue(4); // crop bottom 4 * 2
+        w.bit(true); // vui
+        w.bit(true).bits(8, 255).bits(16, 4).bits(16, 3); // extended SAR
+        w.bit(true).bit(false); // overscan
+        w.bit(true)
+            .bits(3, 5)
+            .bit(false)
+            .bit(true)
+            .bits(24, 0x010101);
+        w.bit(true).ue(0).ue(0); // chroma loc
+        w.bit(true).bits(32, 1001).bits(32, 60000).bit(true);
+        let rbsp = w.finish_rbsp();
+        let p = avcc_params(&avcc_with(&rbsp)).unwrap();
+        assert_eq!((p.width, p.height), (1920, 1080));
+        assert_eq!(p.fps, Some(60000.0 / 2002.0));
+        assert_eq!(p.level, Some(4.0));
+        assert_eq!(p.codec_string.as_deref(), Some("avc1.640028"));
+    }
+
+    #[test]
+    fn hand_built_444_separate_planes_and_fields() {
+        let mut w = BitWriter::new();
+        w.bits(8, 0x67).bits(8, 244).bits(8, 0x10).bits(8, 51).ue(3);
+        w.ue(3).bit(true).ue(2).ue(2).bit(true).bit(false); // 4:4:4, separate planes, 10-bit
+        w.ue(2).ue(2); // poc type 2
+                       // 1280 x (2 * 23 * 16 = 736), field coded.
+        w.ue(1)
+            .bit(false)
+            .ue(79)
+            .ue(22)
+            .bit(false)
+            .bit(true)
+            .bit(true);
+        // ChromaArrayType 0: crop units are 1 x 2.
+        w.bit(true).ue(1).ue(2).ue(3).ue(5);
+        w.bit(false);
+        let rbsp = w.finish_rbsp();
+        let sps = parse_sps(&rbsp).unwrap();
+        assert!(sps.separate_colour_plane);
+        assert!(!sps.frame_mbs_only);
+        assert_eq!((sps.width, sps.height), (1280 - 3, 736 - 16));
+        assert_eq!(sps.fps, None);
+        let p = avcc_params(&avcc_with(&rbsp)).unwrap();
+        assert_eq!(p.profile.as_deref(), Some("High 4:4:4 Intra"));
+        assert_eq!(p.level, Some(5.1));
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        let good = record(samples::AVC_720P30_HIGH);
+        let mut bad = good.clone();
+        bad[0] = 0;
+        assert_eq!(avcc_params(&bad), Err(ParamsError::Malformed("AVC")));
+        let mut no_sps = good.clone();
+        no_sps[5] = 0xE0;
+        assert!(avcc_params(&no_sps).is_err());
+        let mut not_sps = good.clone();
+        not_sps[8] = 0x68;
+        assert!(avcc_params(&not_sps).is_err());
+        // Cropping as large as (8 units = 16 pixels) or larger than (9) the picture.
+        for crop in [8, 9] {
+            let mut w = BitWriter::new();
+            w.bits(8, 0x67).bits(8, 66).bits(8, 0).bits(8, 30).ue(0);
+            w.ue(0)
+                .ue(0)
+                .ue(0)
+                .ue(1)
+                .bit(false)
+                .ue(0)
+                .ue(0)
+                .bit(true)
+                .bit(true);
+            w.bit(true).ue(0).ue(crop).ue(0).ue(0).bit(false);
+            assert!(parse_sps(&w.finish_rbsp()).is_err(), "{crop}");
+        }
+        // A POC cycle longer than the spec allows.
+        let mut w = BitWriter::new();
+        w.bits(8, 0x67).bits(8, 66).bits(8, 0).bits(8, 30).ue(0);
+        w.ue(0).ue(1).bit(false).se(0).se(0).ue(256);
+        assert!(parse_sps(&w.finish_rbsp()).is_err());
+    }
+
+    #[test]
+    fn profile_names() {
+        assert_eq!(profile_name(66, 0), Some("Baseline"));
+        assert_eq!(profile_name(66, 0x40), Some("Constrained Baseline"));
+        assert_eq!(profile_name(77, 0x40), Some("Main"));
+        assert_eq!(profile_name(88, 0), Some("Extended"));
+        assert_eq!(profile_name(110, 0x10), Some("High 10 Intra"));
+        assert_eq!(profile_name(122, 0), Some("High 4:2:2"));
+        assert_eq!(profile_name(1, 0), None);
+    }
+}
