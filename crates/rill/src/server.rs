@@ -161,6 +161,15 @@ impl ServerBuilder {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
+        // Recordings a crash interrupted are playable fragmented MP4s: give them their names.
+        let mediaroot = std::path::PathBuf::from(&ctx.config.http.mediaroot);
+        if mediaroot.is_dir() {
+            tokio::task::spawn_blocking(move || {
+                for path in crate::outputs::recorder::recover(&mediaroot) {
+                    tracing::warn!(file = %path.display(), "recovered an interrupted recording");
+                }
+            });
+        }
         ctx.tasks
             .spawn(crate::rtmp::serve(rtmp_listener, ctx.clone(), None));
         ctx.tasks

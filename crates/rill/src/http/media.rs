@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -24,7 +24,7 @@ pub async fn serve(
     State(ctx): State<Arc<Context>>,
     Path((app, stream, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
     let query = query.unwrap_or_default();
     let is_playlist = file == "index.m3u8" || file == "index.mpd";
@@ -39,7 +39,7 @@ pub async fn serve(
         }
     }
     let Some(store) = ctx.outputs.store(&app, &stream) else {
-        return not_found();
+        return recorded(&ctx, &app, &stream, &file, req).await;
     };
     match file.as_str() {
         "index.m3u8" => playlist(&store, &query).await,
@@ -48,10 +48,17 @@ pub async fn serve(
             None => not_found(),
         },
         _ => match segment(&store, &file).await {
-            Some(data) => ranged(data, content_type(&file), &headers),
-            None => not_found(),
+            Some(data) => ranged(data, content_type(&file), req.headers()),
+            None => recorded(&ctx, &app, &stream, &file, req).await,
         },
     }
+}
+
+/// A recording on disk (MP4/FLV under the media root), or 404.
+async fn recorded(ctx: &Context, app: &str, stream: &str, file: &str, req: Request) -> Response {
+    super::recordings::serve_file(ctx, app, stream, file, req)
+        .await
+        .unwrap_or_else(not_found)
 }
 
 fn not_found() -> Response {

@@ -7,6 +7,7 @@ pub mod basic_auth;
 mod flv;
 mod listener;
 mod media;
+mod recordings;
 pub mod tls;
 
 use std::sync::Arc;
@@ -27,7 +28,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/{app}/{stream}/{file}", get(media::serve))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(ctx.clone())
-        .merge(api::router(ctx));
+        .merge(api::router(ctx.clone()))
+        .merge(recordings::router(ctx));
     if origin.is_empty() {
         return router;
     }

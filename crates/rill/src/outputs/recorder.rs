@@ -71,7 +71,7 @@ impl Timeline {
 /// One file being written.
 pub enum Recording {
     Flv(FlvFile),
-    Mp4(Mp4File),
+    Mp4(Box<Mp4File>),
 }
 
 impl Recording {
@@ -94,7 +94,7 @@ impl Recording {
                 for fr in header {
                     f.write(fr)?;
                 }
-                Ok(Recording::Mp4(f))
+                Ok(Recording::Mp4(Box::new(f)))
             }
         }
     }
@@ -126,7 +126,7 @@ impl Recording {
     pub fn finish(self) -> Result<PathBuf, RecordError> {
         match self {
             Recording::Flv(f) => f.finish(),
-            Recording::Mp4(f) => f.finish(),
+            Recording::Mp4(f) => (*f).finish(),
         }
     }
 }

@@ -183,7 +183,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("live/cam");
         let store = MediaStore::new(Some(sub.clone()));
-        let mut rx = store.subscribe();
+        let rx = store.subscribe();
         store.put(vec![("seg-1.ts".into(), Bytes::from_static(b"abc"))]);
         store.publish(
             Some("#EXTM3U\n".into()),
