@@ -58,6 +58,19 @@ pub(super) struct StreamInner {
     rebase_from: Option<u32>,
     last_ts: Option<u32>,
     facts: StreamFacts,
+    /// Width/height from onMetaData.
+    meta_size: Option<(u32, u32)>,
+}
+
+impl StreamInner {
+    /// Codecs whose configuration carries no picture size (VP9, some AV1) take it from metadata.
+    fn fill_video_size(&mut self) {
+        if let (Some(v), Some((w, h))) = (self.facts.video.as_mut(), self.meta_size) {
+            if v.width == 0 || v.height == 0 {
+                (v.width, v.height) = (w, h);
+            }
+        }
+    }
 }
 
 /// What is known about the published media, for the API and metrics.
@@ -113,6 +126,7 @@ impl Stream {
                 rebase_from: None,
                 last_ts: None,
                 facts: StreamFacts::default(),
+                meta_size: None,
             }),
             tx,
         }
@@ -167,6 +181,7 @@ impl Stream {
         inner.audio_seq = None;
         inner.gop.clear();
         inner.tracks = Tracks::default();
+        inner.meta_size = None;
         inner.rebase_from = inner.last_ts.map(|t| t.wrapping_add(1));
         let _ = tx.send(Packet::Publish);
     }
@@ -209,9 +224,11 @@ impl Stream {
         let f = &hf.frame;
         match f.kind {
             FrameKind::Metadata => {
-                let (audio, video) = metadata_tracks(&f.payload);
+                let (audio, video, size) = metadata_tracks(&f.payload);
                 inner.tracks.audio |= audio;
                 inner.tracks.video |= video;
+                inner.meta_size = size.or(inner.meta_size);
+                inner.fill_video_size();
                 inner.metadata = Some(hf.clone());
             }
             FrameKind::Video if f.sequence_header => {
@@ -220,6 +237,7 @@ impl Stream {
                     // A new codec configuration invalidates the cached pictures.
                     inner.gop.clear();
                     inner.facts.video = video_params(&f.payload).ok();
+                    inner.fill_video_size();
                 }
                 inner.video_seq = Some(hf.clone());
             }
@@ -294,11 +312,12 @@ impl Stream {
     }
 }
 
-/// Reads `hasAudio`/`hasVideo`/`audiocodecid`/`videocodecid` from an `onMetaData` payload.
-fn metadata_tracks(payload: &[u8]) -> (bool, bool) {
+/// Reads `hasAudio`/`hasVideo`/`audiocodecid`/`videocodecid` and `width`/`height` from an
+/// `onMetaData` payload.
+fn metadata_tracks(payload: &[u8]) -> (bool, bool, Option<(u32, u32)>) {
     use amf0::Amf0Value;
     let Ok(values) = amf0::decode_all(payload) else {
-        return (false, false);
+        return (false, false, None);
     };
     let props = values.iter().find(|v| {
         let v = match v {
@@ -308,7 +327,7 @@ fn metadata_tracks(payload: &[u8]) -> (bool, bool) {
         matches!(v, Amf0Value::Object(_) | Amf0Value::EcmaArray(_))
     });
     let Some(props) = props else {
-        return (false, false);
+        return (false, false, None);
     };
     let has = |flag: &str, id: &str| {
         let flagged = props.get(flag).and_then(|v| v.as_bool()).unwrap_or(false);
@@ -317,8 +336,18 @@ fn metadata_tracks(payload: &[u8]) -> (bool, bool) {
             .is_some_and(|v| !matches!(v, Amf0Value::Null | Amf0Value::Undefined));
         flagged || codec
     };
+    let dim = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| v.as_f64())
+            .filter(|v| *v >= 1.0 && *v < 65536.0)
+    };
+    let size = dim("width")
+        .zip(dim("height"))
+        .map(|(w, h)| (w as u32, h as u32));
     (
         has("hasAudio", "audiocodecid"),
         has("hasVideo", "videocodecid"),
+        size,
     )
 }
