@@ -6,6 +6,7 @@
 //! - [`fmp4`]: fragmented MP4 / CMAF (HLS fMP4 segments and parts, DASH);
 //! - [`hls`] / [`dash`]: the playlist and MPD text.
 
+mod boxes;
 pub mod dash;
 pub mod fmp4;
 pub mod hls;
