@@ -21,6 +21,7 @@ pub struct Config {
     pub https: HttpsConfig,
     pub rtmps: RtmpsConfig,
     pub trans: TransConfig,
+    pub delivery: DeliveryConfig,
 }
 
 /// `[rtmp]`: the RTMP listener and sessions.
@@ -99,6 +100,53 @@ impl Default for HttpConfig {
             mediaroot: "./media".into(),
             allow_origin: "*".into(),
             max_connections: 10_000,
+        }
+    }
+}
+
+/// How writes to viewers are batched (`[delivery]`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// Every frame leaves as it arrives.
+    Frame,
+    /// What is ready leaves in one write, waiting at most `coalesce_ms` so audio rides with video.
+    #[default]
+    Coalesced,
+    /// One write per viewer every `merge_ms`.
+    Merged,
+}
+
+/// `[delivery]`: the trade between CPU (number of writes) and latency.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub write: WriteMode,
+    pub coalesce_ms: u64,
+    pub merge_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            write: WriteMode::Coalesced,
+            coalesce_ms: 40,
+            merge_ms: 100,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn batching(&self) -> crate::hub::Batching {
+        use std::time::Duration;
+        match self.write {
+            WriteMode::Frame => crate::hub::Batching::Frame,
+            WriteMode::Coalesced => crate::hub::Batching::Coalesced {
+                wait: Duration::from_millis(self.coalesce_ms),
+            },
+            WriteMode::Merged => crate::hub::Batching::Merged {
+                window: Duration::from_millis(self.merge_ms),
+            },
         }
     }
 }
@@ -395,6 +443,12 @@ impl Config {
             return bad(
                 "rtmps.enabled",
                 "needs rtmps.cert/key or https.cert/key".into(),
+            );
+        }
+        if self.delivery.coalesce_ms > 1000 || self.delivery.merge_ms > 1000 {
+            return bad(
+                "delivery.merge_ms",
+                "delivery waits are at most 1000 ms".into(),
             );
         }
         for task in &self.trans.tasks {

@@ -23,7 +23,7 @@ use super::listener::Peer;
 use crate::control::auth::{Action, SignError};
 use crate::control::hooks::{Event, EventKind, Hooks};
 use crate::control::sessions::{Protocol, Role, SessionGuard};
-use crate::hub::{Packet, Subscription, ViewerEnd};
+use crate::hub::{Batching, Packet, Subscription, ViewerEnd};
 use crate::server::Context;
 
 /// Most packets gathered per batch.
@@ -97,7 +97,12 @@ pub async fn play(
         hooks: ctx.hooks.clone(),
         events: vec![play, connect],
     };
-    let viewer = Viewer::new(FlvFeed::new(sub), session, ctx.shutdown.clone(), done);
+    let viewer = Viewer::new(
+        FlvFeed::new(sub, ctx.config.delivery.batching()),
+        session,
+        ctx.shutdown.clone(),
+        done,
+    );
     match ws {
         Ok(ws) => ws.on_upgrade(move |socket| ws_session(socket, viewer)),
         Err(_) => {
@@ -256,14 +261,16 @@ impl Drop for Viewer {
 /// Turns a subscription into FLV bytes: the file header first, then one shared tag per frame.
 struct FlvFeed {
     sub: Subscription,
+    batching: Batching,
     header_sent: bool,
     ready: VecDeque<Bytes>,
 }
 
 impl FlvFeed {
-    fn new(sub: Subscription) -> Self {
+    fn new(sub: Subscription, batching: Batching) -> Self {
         FlvFeed {
             sub,
+            batching,
             header_sent: false,
             ready: VecDeque::new(),
         }
@@ -275,14 +282,14 @@ impl FlvFeed {
             if let Some(b) = self.ready.pop_front() {
                 return Ok(b);
             }
-            let p = self.sub.recv().await.map_err(end_reason)?;
-            self.push(p);
-            // Take what else is ready now, so that the writer sends it in one go.
-            while self.ready.len() < MAX_BATCH {
-                match self.sub.try_recv().map_err(end_reason)? {
-                    Some(p) => self.push(p),
-                    None => break,
-                }
+            // What is gathered leaves in one go (one write per batch for the server's I/O).
+            for p in self
+                .sub
+                .next_batch(self.batching, MAX_BATCH)
+                .await
+                .map_err(end_reason)?
+            {
+                self.push(p);
             }
         }
     }

@@ -4,6 +4,7 @@
 //! reads them from a bounded ring. Dropping a `Publisher` ends the publish and dropping the last
 //! `Subscription` of an unpublished stream removes it, so no path can leak a stream.
 
+mod batch;
 mod frame;
 mod gop;
 mod stream;
@@ -17,6 +18,7 @@ use rill_media::{Frame, FrameKind};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
+pub use batch::Batching;
 pub use frame::HubFrame;
 pub use stream::{Packet, Stream, StreamFacts, StreamLimits, Tracks};
 
@@ -137,6 +139,8 @@ impl Hub {
             skipping: false,
             lags: VecDeque::new(),
             sent_video_seq: None,
+            batch: Vec::new(),
+            batch_started: tokio::time::Instant::now(),
         }
     }
 
@@ -188,6 +192,9 @@ pub struct Subscription {
     skipping: bool,
     lags: VecDeque<Instant>,
     sent_video_seq: Option<Arc<HubFrame>>,
+    /// Packets gathered for the next write (see [`Subscription::next_batch`]).
+    batch: Vec<Packet>,
+    batch_started: tokio::time::Instant,
 }
 
 /// Why a subscription ended.

@@ -171,3 +171,52 @@ async fn viewer_that_keeps_lagging_is_dropped() {
     assert_eq!(ended, Some(ViewerEnd::TooSlow));
     assert_eq!(hub.counters.viewers_dropped.load(Ordering::Relaxed), 1);
 }
+
+const AUDIO: &[u8] = b"\xaf\x01\x21\x10";
+
+fn audio(ts: u32) -> Frame {
+    Frame::from_flv_body(FrameKind::Audio, ts, Bytes::from_static(AUDIO)).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn batching_policies() {
+    let hub = hub(64, Duration::from_secs(5));
+    let p = hub
+        .publish("live", "b", 1, CancellationToken::new())
+        .unwrap();
+    let mut sub = hub.subscribe("live", "b");
+    // Frame: whatever is ready, at once.
+    p.push(audio(0));
+    p.push(audio(23));
+    assert_eq!(sub.next_batch(Batching::Frame, 64).await.unwrap().len(), 2);
+    // Coalesced: audio waits for the next picture...
+    let coalesced = Batching::Coalesced {
+        wait: Duration::from_millis(40),
+    };
+    p.push(audio(46));
+    p.push(video(50, KEY));
+    let b = sub.next_batch(coalesced, 64).await.unwrap();
+    assert_eq!(b.len(), 2, "audio rode with the picture");
+    // ...but no longer than the wait.
+    p.push(audio(69));
+    let started = tokio::time::Instant::now();
+    let b = sub.next_batch(coalesced, 64).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(started.elapsed(), Duration::from_millis(40));
+    // Merged: one batch per window, whatever arrives.
+    p.push(video(83, INTER));
+    let merged = Batching::Merged {
+        window: Duration::from_millis(100),
+    };
+    let started = tokio::time::Instant::now();
+    let b = sub.next_batch(merged, 64).await.unwrap();
+    assert_eq!(
+        (b.len(), started.elapsed()),
+        (1, Duration::from_millis(100))
+    );
+    // The size cap ends a batch early.
+    for i in 0..10 {
+        p.push(audio(100 + i));
+    }
+    assert_eq!(sub.next_batch(merged, 4).await.unwrap().len(), 4);
+}

@@ -22,7 +22,7 @@ use super::play::Player;
 use crate::control::auth::Action;
 use crate::control::hooks::{Event, EventKind};
 use crate::control::sessions::{Protocol, Role, SessionGuard, SessionInfo};
-use crate::hub::{Publisher, ViewerEnd};
+use crate::hub::{Batching, Publisher, ViewerEnd};
 use crate::io::write_all_vectored;
 use crate::server::Context;
 
@@ -135,6 +135,7 @@ impl Conn {
         let shutdown = ctx.shutdown.clone();
         let kick = self.kick.clone();
         let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH);
+        let batching = ctx.config.delivery.batching();
         loop {
             batch.extend(self.session.take_output());
             if !batch.is_empty() {
@@ -167,17 +168,12 @@ impl Conn {
                         return Err(format!("protocol error: {e}"));
                     }
                 }
-                r = next_packet(self.player.as_mut()), if can_play => {
+                r = next_batch(self.player.as_mut(), batching), if can_play => {
                     let Some(player) = self.player.as_mut() else { continue };
                     match r {
-                        Ok(packet) => {
-                            player.deliver(packet, &mut self.session, &mut batch);
-                            while batch.len() < MAX_BATCH {
-                                match player.sub.try_recv() {
-                                    Ok(Some(p)) => player.deliver(p, &mut self.session, &mut batch),
-                                    Ok(None) => break,
-                                    Err(e) => return Ok(viewer_end(e)),
-                                }
+                        Ok(packets) => {
+                            for p in packets {
+                                player.deliver(p, &mut self.session, &mut batch);
                             }
                         }
                         Err(e) => return Ok(viewer_end(e)),
@@ -457,9 +453,12 @@ fn viewer_end(e: ViewerEnd) -> String {
     }
 }
 
-async fn next_packet(player: Option<&mut Player>) -> Result<crate::hub::Packet, ViewerEnd> {
+async fn next_batch(
+    player: Option<&mut Player>,
+    batching: Batching,
+) -> Result<Vec<crate::hub::Packet>, ViewerEnd> {
     match player {
-        Some(p) => p.sub.recv().await,
+        Some(p) => p.sub.next_batch(batching, MAX_BATCH).await,
         None => std::future::pending().await,
     }
 }
