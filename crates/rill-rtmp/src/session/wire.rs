@@ -28,7 +28,8 @@ impl Wire {
         Wire {
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(DEFAULT_CHUNK_SIZE),
-            out: BytesMut::with_capacity(4096),
+            // Grows on first use; an idle connection holds no output buffer.
+            out: BytesMut::new(),
             received: 0,
             acked: 0,
             peer_window: DEFAULT_PEER_WINDOW,

@@ -28,8 +28,11 @@ use crate::server::Context;
 
 /// Most packets gathered into one write.
 const MAX_BATCH: usize = 64;
-/// Read buffer growth step.
-const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer of a connection that only receives commands (players, idle clients): a viewer
+/// costs little memory.
+const READ_SMALL: usize = 4 * 1024;
+/// Read buffer of a publisher: large reads mean few syscalls for the ingest.
+const READ_LARGE: usize = 64 * 1024;
 
 /// Runs a connection to its end and logs why it ended.
 pub async fn run<S>(socket: S, peer: SocketAddr, ctx: Arc<Context>, tls: bool)
@@ -122,7 +125,7 @@ impl Conn {
         let ctx = self.ctx.clone();
         let rtmp = &ctx.config.rtmp;
         let (mut rd, mut wr) = tokio::io::split(socket);
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut buf = BytesMut::with_capacity(READ_SMALL);
         let connect_deadline =
             tokio::time::Instant::now() + Duration::from_secs(rtmp.handshake_timeout);
         let ping_every = Duration::from_secs(if rtmp.ping == 0 { 3600 } else { rtmp.ping });
@@ -152,7 +155,7 @@ impl Conn {
                 _ = tokio::time::sleep_until(connect_deadline), if !connected => {
                     return Err("handshake/connect timeout".into());
                 }
-                r = read_some(&mut rd, &mut buf) => {
+                r = read_some(&mut rd, &mut buf, self.publishing.is_some()) => {
                     match r {
                         Ok(0) => return Ok("peer closed".into()),
                         Ok(n) => self.info.add_in(n),
@@ -463,12 +466,10 @@ async fn next_batch(
     }
 }
 
-async fn read_some(
-    rd: &mut ReadHalf<impl AsyncRead>,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+async fn read_some(rd: &mut ReadHalf<impl AsyncRead>, buf: &mut BytesMut, large: bool) -> std::io::Result<usize> {
+    let step = if large { READ_LARGE } else { READ_SMALL };
+    if buf.capacity() - buf.len() < step / 4 {
+        buf.reserve(step);
     }
     rd.read_buf(buf).await
 }
