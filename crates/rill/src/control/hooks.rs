@@ -1,10 +1,11 @@
 //! Session events (Node-Media-Server's nine: pre/post/done × connect/publish/play) delivered to
 //! Rust handlers registered on the server builder and to HTTP webhooks.
 //!
-//! `pre*` events are awaited: any handler or webhook may refuse the session; a handler that panics
-//! or does not answer within the timeout refuses it too (fail closed), and neither can hurt the
-//! server. `post*`/`done*` events go through a bounded queue, sharded by session id and worked off
-//! in order, so a slow receiver never slows media and events of one session stay in order.
+//! Every event goes through a bounded queue sharded by session id and worked off in order, so the
+//! events of one session reach handlers and webhooks in order. `pre*` events are awaited: any
+//! handler or webhook may refuse the session; a handler that panics or does not answer within the
+//! timeout refuses it too (fail closed), and neither can hurt the server. `post*`/`done*` events
+//! are not awaited, so a slow receiver never slows media.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::sessions::Protocol;
 use super::webhooks::Webhooks;
@@ -204,8 +205,14 @@ impl HandlerSet {
     }
 }
 
-/// Shards of the post/done queue (events of one session always land in the same shard).
-const SHARDS: usize = 4;
+/// Shards of the event queue (events of one session always land in the same shard, in order).
+const SHARDS: usize = 16;
+
+/// Work for a shard: a `post*`/`done*` to deliver, or a `pre*` whose answer someone awaits.
+enum Job {
+    Notify(Event),
+    Pre(Event, oneshot::Sender<Result<(), Rejection>>),
+}
 
 /// The event dispatcher the sessions call.
 #[derive(Debug)]
@@ -213,7 +220,7 @@ pub struct Hooks {
     handlers: Arc<HandlerSet>,
     webhooks: Arc<Webhooks>,
     timeout: Duration,
-    queues: Vec<mpsc::Sender<Event>>,
+    queues: Vec<mpsc::Sender<Job>>,
     /// post/done events dropped because the queue was full.
     pub dropped: AtomicU64,
 }
@@ -227,12 +234,19 @@ impl Hooks {
         let per_shard = (config.queue / SHARDS).max(1);
         let mut queues = Vec::with_capacity(SHARDS);
         for _ in 0..SHARDS {
-            let (tx, mut rx) = mpsc::channel::<Event>(per_shard);
+            let (tx, mut rx) = mpsc::channel::<Job>(per_shard);
             let (h, w) = (handlers.clone(), webhooks.clone());
             tokio::spawn(async move {
-                while let Some(event) = rx.recv().await {
-                    // Results of post/done handlers are not used; each is bounded by the timeout.
-                    let _ = run_handlers(&h, &w, &event, timeout).await;
+                while let Some(job) = rx.recv().await {
+                    match job {
+                        // Results of post/done handlers are not used; each is bounded by the timeout.
+                        Job::Notify(event) => {
+                            let _ = run_handlers(&h, &w, &event, timeout).await;
+                        }
+                        Job::Pre(event, answer) => {
+                            let _ = answer.send(run_handlers(&h, &w, &event, timeout).await);
+                        }
+                    }
                 }
             });
             queues.push(tx);
@@ -251,12 +265,36 @@ impl Hooks {
         self.handlers.get(kind).is_empty() && !self.webhooks.has(kind)
     }
 
-    /// Runs a `pre*` event: every handler, then every webhook; the first refusal wins.
+    /// Runs a `pre*` event: every handler, then every webhook; the first refusal wins. It goes
+    /// through the session's queue shard, after the session's earlier events, so a receiver sees
+    /// one session's events in order. A queue too busy to answer in time refuses the session.
     pub async fn pre(&self, event: &Event) -> Result<(), Rejection> {
         if self.is_idle(event.event) {
             return Ok(());
         }
-        run_handlers(&self.handlers, &self.webhooks, event, self.timeout).await
+        let Some(queue) = self.queues.get(self.shard(event.id)) else {
+            return run_handlers(&self.handlers, &self.webhooks, event, self.timeout).await;
+        };
+        let (tx, rx) = oneshot::channel();
+        let asked = async {
+            queue
+                .send(Job::Pre(event.clone(), tx))
+                .await
+                .map_err(|_| Rejection::new("event queue closed"))?;
+            rx.await.map_err(|_| Rejection::new("event queue closed"))?
+        };
+        // The handlers have their own timeout; this bounds the wait in the queue before them.
+        match tokio::time::timeout(self.timeout * 2, asked).await {
+            Ok(r) => r,
+            Err(_) => Err(Rejection::new(format!(
+                "{} not answered in time (event queue busy)",
+                event.event.name()
+            ))),
+        }
+    }
+
+    fn shard(&self, id: u64) -> usize {
+        (id as usize) % self.queues.len().max(1)
     }
 
     /// Queues a `post*`/`done*` event; never waits.
@@ -264,9 +302,8 @@ impl Hooks {
         if self.is_idle(event.event) {
             return;
         }
-        let shard = (event.id as usize) % self.queues.len().max(1);
-        if let Some(q) = self.queues.get(shard) {
-            if q.try_send(event).is_err() {
+        if let Some(q) = self.queues.get(self.shard(event.id)) {
+            if q.try_send(Job::Notify(event)).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("event queue full: an event was dropped");
             }

@@ -129,8 +129,18 @@ impl Hub {
 
     /// Subscribes to `app/name`, creating a waiting stream if nobody publishes it yet.
     pub fn subscribe(self: &Arc<Self>, app: &str, name: &str) -> Subscription {
+        self.join(app, name, false)
+    }
+
+    /// Subscribes one of the server's own outputs (segmenter, recorder): it keeps the stream
+    /// registered like a viewer but is not counted as one.
+    pub fn subscribe_internal(self: &Arc<Self>, app: &str, name: &str) -> Subscription {
+        self.join(app, name, true)
+    }
+
+    fn join(self: &Arc<Self>, app: &str, name: &str, internal: bool) -> Subscription {
         let stream = self.get_or_create(app, name);
-        let (backlog, rx) = stream.join();
+        let (backlog, rx) = stream.join(internal);
         Subscription {
             hub: self.clone(),
             stream,
@@ -141,6 +151,7 @@ impl Hub {
             sent_video_seq: None,
             batch: Vec::new(),
             batch_started: tokio::time::Instant::now(),
+            internal,
         }
     }
 
@@ -148,7 +159,7 @@ impl Hub {
         let mut reg = self.registry();
         let k = key(&stream.app, &stream.name);
         if let Some(s) = reg.get(&k) {
-            if Arc::ptr_eq(s, stream) && s.viewer_count() == 0 && !s.is_live() {
+            if Arc::ptr_eq(s, stream) && s.is_idle() {
                 reg.remove(&k);
             }
         }
@@ -195,6 +206,7 @@ pub struct Subscription {
     /// Packets gathered for the next write (see [`Subscription::next_batch`]).
     batch: Vec<Packet>,
     batch_started: tokio::time::Instant,
+    internal: bool,
 }
 
 /// Why a subscription ended.
@@ -327,7 +339,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if self.stream.leave() {
+        if self.stream.leave(self.internal) {
             self.hub.remove_if_idle(&self.stream);
         }
     }

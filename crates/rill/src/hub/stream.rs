@@ -47,6 +47,8 @@ pub(super) struct PublisherSlot {
 pub(super) struct StreamInner {
     pub publisher: Option<PublisherSlot>,
     pub viewers: usize,
+    /// Of the viewers, the server's own outputs (segmenters, recorders).
+    pub internal: usize,
     metadata: Option<Arc<HubFrame>>,
     video_seq: Option<Arc<HubFrame>>,
     audio_seq: Option<Arc<HubFrame>>,
@@ -117,6 +119,7 @@ impl Stream {
             inner: Mutex::new(StreamInner {
                 publisher: None,
                 viewers: 0,
+                internal: 0,
                 metadata: None,
                 video_seq: None,
                 audio_seq: None,
@@ -151,8 +154,16 @@ impl Stream {
         self.lock().tracks
     }
 
+    /// Viewers, not counting the server's own outputs.
     pub fn viewer_count(&self) -> usize {
-        self.lock().viewers
+        let g = self.lock();
+        g.viewers - g.internal
+    }
+
+    /// No publisher and nobody subscribed (outputs included): the stream can go.
+    pub fn is_idle(&self) -> bool {
+        let g = self.lock();
+        g.viewers == 0 && g.publisher.is_none()
     }
 
     /// Bytes and frames in the GOP cache.
@@ -283,9 +294,13 @@ impl Stream {
     }
 
     /// Joins as a viewer: the snapshot of what a new viewer needs first, and the live ring.
-    pub(super) fn join(self: &Arc<Self>) -> (VecDeque<Packet>, broadcast::Receiver<Packet>) {
+    pub(super) fn join(
+        self: &Arc<Self>,
+        internal: bool,
+    ) -> (VecDeque<Packet>, broadcast::Receiver<Packet>) {
         let mut inner = self.lock();
         inner.viewers += 1;
+        inner.internal += usize::from(internal);
         let rx = self.tx.subscribe();
         let mut backlog = VecDeque::new();
         if inner.publisher.is_some() {
@@ -300,9 +315,10 @@ impl Stream {
         (backlog, rx)
     }
 
-    pub(super) fn leave(&self) -> bool {
+    pub(super) fn leave(&self, internal: bool) -> bool {
         let mut inner = self.lock();
         inner.viewers = inner.viewers.saturating_sub(1);
+        inner.internal = inner.internal.saturating_sub(usize::from(internal));
         inner.viewers == 0 && inner.publisher.is_none()
     }
 

@@ -66,7 +66,7 @@ impl Outputs {
             store
         };
         // Subscribing now, before the publisher's first frame, so no sequence header is missed.
-        let mut sub = ctx.hub.subscribe(app, stream);
+        let mut sub = ctx.hub.subscribe_internal(app, stream);
         let ctx2 = ctx.clone();
         ctx.tasks.spawn(async move {
             let cleanup = Duration::from_secs(settings.cleanup_after);

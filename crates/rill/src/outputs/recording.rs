@@ -137,7 +137,7 @@ impl Recordings {
                 },
             );
         }
-        let sub = ctx.hub.subscribe(app, stream);
+        let sub = ctx.hub.subscribe_internal(app, stream);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Handle::current();
         let ctx2 = ctx.clone();

@@ -466,7 +466,11 @@ async fn next_batch(
     }
 }
 
-async fn read_some(rd: &mut ReadHalf<impl AsyncRead>, buf: &mut BytesMut, large: bool) -> std::io::Result<usize> {
+async fn read_some(
+    rd: &mut ReadHalf<impl AsyncRead>,
+    buf: &mut BytesMut,
+    large: bool,
+) -> std::io::Result<usize> {
     let step = if large { READ_LARGE } else { READ_SMALL };
     if buf.capacity() - buf.len() < step / 4 {
         buf.reserve(step);
