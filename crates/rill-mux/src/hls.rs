@@ -139,9 +139,10 @@ impl MediaPlaylist {
         }
     }
 
-    /// The `EXT-X-TARGETDURATION` written: `target_duration`, raised to the ceiling of the
-    /// longest `EXTINF` as written (millisecond precision) so the playlist stays valid when a
-    /// segment overran (a late key frame).
+    /// The `EXT-X-TARGETDURATION` written: `target_duration`, raised to the longest `EXTINF`
+    /// rounded to the nearest second, which is how RFC 8216 (4.3.3.1) compares them, so the
+    /// playlist stays valid when a segment overran (a late key frame) without the target changing
+    /// for every few milliseconds of overrun.
     pub fn effective_target_duration(&self) -> u32 {
         let longest_ms = self
             .segments
@@ -149,8 +150,8 @@ impl MediaPlaylist {
             .map(|s| duration_ms(s.duration))
             .max()
             .unwrap_or(0);
-        let ceil_secs = u32::try_from(longest_ms.div_ceil(1000)).unwrap_or(u32::MAX);
-        self.target_duration.max(ceil_secs)
+        let rounded_secs = u32::try_from(longest_ms.saturating_add(500) / 1000).unwrap_or(u32::MAX);
+        self.target_duration.max(rounded_secs)
     }
 
     /// The `PART-TARGET` written, in milliseconds: `part_target` rounded up to the millisecond
@@ -371,7 +372,7 @@ mod tests {
             assert!(p.program_date_time.is_none());
             assert!(p.unknown_tags.is_empty());
             // RFC 8216 4.3.3.1: target duration >= every EXTINF.
-            assert!(u64::from(p.duration.ceil() as u32) <= parsed.target_duration);
+            assert!(u64::from(p.duration.round() as u32) <= parsed.target_duration);
         }
     }
 
@@ -537,20 +538,26 @@ mod tests {
     }
 
     #[test]
-    fn target_duration_rounds_up_for_long_segments() {
+    fn target_duration_follows_rounded_long_segments() {
         let mut pl = ts_playlist();
         pl.segments.push(seg(20, 4.2));
+        assert_eq!(
+            pl.effective_target_duration(),
+            4,
+            "4.2 rounds to 4: no change"
+        );
+        pl.segments.push(seg(21, 4.6));
         assert_eq!(pl.effective_target_duration(), 5);
         let parsed = parse(&pl.render());
         assert_eq!(parsed.target_duration, 5);
         for s in &parsed.segments {
-            assert!(f64::from(s.duration).ceil() as u64 <= parsed.target_duration);
+            assert!(f64::from(s.duration).round() as u64 <= parsed.target_duration);
         }
-        // Exactly on the boundary (after millisecond rounding) does not bump.
-        pl.segments.pop();
-        pl.segments.push(seg(20, 4.0004));
+        // The half-second boundary (after millisecond rounding) decides.
+        pl.segments.truncate(pl.segments.len() - 2);
+        pl.segments.push(seg(20, 4.4994));
         assert_eq!(pl.effective_target_duration(), 4);
-        pl.segments.push(seg(21, 4.0006));
+        pl.segments.push(seg(21, 4.5));
         assert_eq!(pl.effective_target_duration(), 5);
         // A larger configured target is kept.
         pl.target_duration = 10;
@@ -657,7 +664,7 @@ mod tests {
                 prop_assert!(parsed.target_duration >= u64::from(target));
                 for (p, d) in parsed.segments.iter().zip(&durs) {
                     prop_assert!((f64::from(p.duration) - d).abs() < 1e-3);
-                    prop_assert!(f64::from(p.duration).ceil() as u64 <= parsed.target_duration);
+                    prop_assert!(f64::from(p.duration).round() as u64 <= parsed.target_duration);
                 }
             }
         }

@@ -216,7 +216,6 @@ async fn chromium_plays_hls_and_dash_and_measures_latency() {
 /// with only those durations corrected plays smoothly. DASH (one SourceBuffer per track) and TS
 /// HLS (hls.js remuxes) are not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known segmenter bug: truncated last audio sample per fMP4 fragment freezes muxed MSE video"]
 async fn chromium_plays_ll_hls_and_fmp4_hls_and_measures_latency() {
     if !prerequisites_present() {
         return;

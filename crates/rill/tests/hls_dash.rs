@@ -1542,7 +1542,6 @@ async fn ll_hls() {
 /// SourceBuffer holding both tracks (hls.js with fMP4 or LL-HLS) Chromium then freezes the video
 /// for seconds; see `chromium_plays_ll_hls_and_fmp4_hls_and_measures_latency` in browser_hls.rs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known segmenter bug: last audio sample of a fragment is truncated at the video cut"]
 async fn fmp4_audio_fragments_abut() {
     if !require_ffmpeg() {
         return;

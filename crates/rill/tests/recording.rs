@@ -434,7 +434,6 @@ fn assert_test_stream(p: &Probe, seconds: f64, what: &str) {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: nothing starts a recording for a [[trans.tasks]] app with mp4 = true (outputs/mod.rs Outputs::on_publish never calls Recordings::start); run with --include-ignored"]
 async fn records_mp4_fmp4_and_flv() {
     if !require_ffmpeg() {
         return;
@@ -620,7 +619,6 @@ async fn wait_listening(port: u16, child: &mut Reaper, log: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: nothing starts a recording for a [[trans.tasks]] app with mp4 = true (outputs/mod.rs Outputs::on_publish never calls Recordings::start); run with --include-ignored"]
 async fn kill_9_leaves_a_playable_file_that_the_next_start_recovers() {
     if !require_ffmpeg() {
         return;
@@ -797,7 +795,6 @@ fn modern_ffmpeg() -> Option<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: nothing starts a recording for a [[trans.tasks]] app with mp4 = true (outputs/mod.rs Outputs::on_publish never calls Recordings::start); run with --include-ignored"]
 async fn records_enhanced_rtmp_hevc_to_mp4() {
     if !require_ffmpeg() {
         return;
@@ -880,7 +877,6 @@ async fn records_enhanced_rtmp_hevc_to_mp4() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bugs: automatic recording is not started (outputs/mod.rs), and a split writes the keyframe into the old file and loses the next GOP (outputs/recording.rs); run with --include-ignored"]
 async fn splits_by_duration() {
     if !require_ffmpeg() {
         return;
@@ -953,7 +949,6 @@ async fn splits_by_duration() {
 /// Files are named by their start second: two recordings of a stream that start within the same
 /// second (here: a split at every half-second keyframe) must still get files of their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bugs: automatic recording is not started (outputs/mod.rs), and files named by the second overwrite each other (outputs/recorder.rs default_base); run with --include-ignored"]
 async fn recordings_started_within_one_second_do_not_overwrite_each_other() {
     if !require_ffmpeg() {
         return;
@@ -994,7 +989,6 @@ async fn recordings_started_within_one_second_do_not_overwrite_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: nothing starts a recording for a [[trans.tasks]] app with mp4 = true (outputs/mod.rs Outputs::on_publish never calls Recordings::start); run with --include-ignored"]
 async fn republish_starts_a_new_file_without_record_continue() {
     if !require_ffmpeg() {
         return;
@@ -1023,7 +1017,6 @@ async fn republish_starts_a_new_file_without_record_continue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bugs: automatic recording is not started (outputs/mod.rs), and a continued FLV gets a second onMetaData at ts 0 and the publisher's duration (outputs/recorder.rs FlvFile); run with --include-ignored"]
 async fn republish_continues_the_file_with_record_continue() {
     if !require_ffmpeg() {
         return;
@@ -1320,7 +1313,6 @@ async fn api_records_on_demand_and_serves_files_with_ranges() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: nothing starts a recording for a [[trans.tasks]] app with mp4 = true (outputs/mod.rs Outputs::on_publish never calls Recordings::start); run with --include-ignored"]
 async fn unwritable_mediaroot_fails_the_recording_not_the_stream() {
     if !require_ffmpeg() {
         return;
@@ -1418,7 +1410,6 @@ fn browser_present() -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: nothing starts a recording for a [[trans.tasks]] app with mp4 = true (outputs/mod.rs Outputs::on_publish never calls Recordings::start); run with --include-ignored"]
 async fn chromium_plays_a_recorded_mp4() {
     if !require_ffmpeg() || !browser_present() {
         return;

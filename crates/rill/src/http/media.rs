@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::control::auth::{query_param, Action, SignError};
-use crate::outputs::store::MediaStore;
+use crate::outputs::store::{HlsProgress, MediaStore};
 use crate::server::Context;
 
 /// Longest a blocking playlist reload or a preload-hinted part is held.
@@ -88,14 +88,27 @@ fn content_type(file: &str) -> &'static str {
 
 /// The playlist, held until it contains `_HLS_msn` (and `_HLS_part`) when those are given.
 async fn playlist(store: &MediaStore, query: &str) -> Response {
-    let msn = query_param(query, "_HLS_msn").and_then(|v| v.parse::<u64>().ok());
-    let part = query_param(query, "_HLS_part").and_then(|v| v.parse::<usize>().ok());
+    let msn = query_param(query, "_HLS_msn").map(|v| v.parse::<u64>());
+    let part = query_param(query, "_HLS_part").map(|v| v.parse::<usize>());
+    let (msn, part) = match (msn, part) {
+        (None, None) => (None, None),
+        (Some(Ok(m)), None) => (Some(m), None),
+        (Some(Ok(m)), Some(Ok(p))) => (Some(m), Some(p)),
+        // RFC 8216bis 6.2.5.2: a part without a segment, or unparsable values, is a bad request.
+        _ => return (StatusCode::BAD_REQUEST, "bad _HLS_msn/_HLS_part\n").into_response(),
+    };
+    if let Some(m) = msn {
+        // More than two segments ahead of what exists can never be answered in time.
+        if m > store.progress().next_msn + 2 {
+            return (StatusCode::BAD_REQUEST, "_HLS_msn is too far ahead\n").into_response();
+        }
+    }
     let mut changes = store.subscribe();
     let wait = async {
         loop {
             let current = store.playlist();
             match (&current, msn) {
-                (Some((text, progress)), Some(m)) if progress.has(m, part) => {
+                (Some((text, progress)), Some(m)) if progress.has(m, part) || progress.ended => {
                     return Some(text.clone())
                 }
                 (Some((text, _)), None) => return Some(text.clone()),
@@ -118,12 +131,26 @@ async fn playlist(store: &MediaStore, query: &str) -> Response {
     }
 }
 
-/// A file of the store; a part announced by a preload hint is waited for.
+/// `part-EPOCH-MSN.INDEX.m4s` → (msn, index).
+fn part_position(file: &str) -> Option<(u64, usize)> {
+    let stem = file.strip_prefix("part-")?.strip_suffix(".m4s")?;
+    let (_, pos) = stem.split_once('-')?;
+    let (msn, index) = pos.split_once('.')?;
+    Some((msn.parse().ok()?, index.parse().ok()?))
+}
+
+/// A file of the store. A part not there yet is waited for only if it is the one the playlist
+/// announces next (its preload hint) and the stream goes on.
 async fn segment(store: &MediaStore, file: &str) -> Option<Bytes> {
     if let Some(d) = store.get(file) {
         return Some(d);
     }
-    if !file.starts_with("part-") {
+    let (msn, index) = part_position(file)?;
+    let announced = |p: &HlsProgress| {
+        !p.ended
+            && ((msn == p.next_msn && index <= p.parts) || (msn == p.next_msn + 1 && index == 0))
+    };
+    if !announced(&store.progress()) {
         return None;
     }
     let mut changes = store.subscribe();
@@ -131,6 +158,9 @@ async fn segment(store: &MediaStore, file: &str) -> Option<Bytes> {
         loop {
             if let Some(d) = store.get(file) {
                 return Some(d);
+            }
+            if !announced(&store.progress()) && store.get(file).is_none() {
+                return None;
             }
             changes.changed().await.ok()?;
         }
@@ -212,6 +242,13 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
         assert_eq!(parse_range("bytes=x-1", 100), None);
+    }
+
+    #[test]
+    fn part_positions() {
+        assert_eq!(part_position("part-1795472903-12.3.m4s"), Some((12, 3)));
+        assert_eq!(part_position("part-x.m4s"), None);
+        assert_eq!(part_position("seg-1-2.m4s"), None);
     }
 
     #[test]

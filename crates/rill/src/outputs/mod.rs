@@ -44,8 +44,21 @@ impl Outputs {
         self.map().get(&format!("{app}/{stream}")).cloned()
     }
 
-    /// Starts the segmenter of `app/stream` if its app has a task and none runs yet.
+    /// Starts what the app's task asks for: the recording, and the segmenter if none runs yet.
     pub fn on_publish(ctx: &Arc<Context>, app: &str, stream: &str) {
+        if let Some(task) = ctx.config.trans.recording(app) {
+            // A recording still running (continued across a reconnect) is kept: not an error.
+            let _ = recording::Recordings::start(
+                ctx,
+                app,
+                stream,
+                recording::RecordOptions::from_task(task),
+            );
+        }
+        Self::start_segmenter(ctx, app, stream);
+    }
+
+    fn start_segmenter(ctx: &Arc<Context>, app: &str, stream: &str) {
         let Some(task) = ctx.config.trans.segmenting(app) else {
             return;
         };

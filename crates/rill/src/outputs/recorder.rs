@@ -84,6 +84,13 @@ impl Recording {
         if let Some(dir) = base.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
+        let ext = if format == RecordFormat::Flv {
+            "flv"
+        } else {
+            "mp4"
+        };
+        let base = unique_base(base, ext);
+        let base = base.as_path();
         match format {
             RecordFormat::Flv => Ok(Recording::Flv(FlvFile::open(
                 base.with_extension("flv"),
@@ -106,11 +113,11 @@ impl Recording {
         }
     }
 
-    /// The final file's extension.
-    pub fn extension(&self) -> &'static str {
+    /// The final file's path.
+    pub fn path(&self) -> &Path {
         match self {
-            Recording::Flv(_) => "flv",
-            Recording::Mp4(_) => "mp4",
+            Recording::Flv(f) => &f.path,
+            Recording::Mp4(f) => &f.path,
         }
     }
 
@@ -134,6 +141,8 @@ impl Recording {
 /// FLV: append-only, so every tag written is already a playable file.
 pub struct FlvFile {
     path: PathBuf,
+    /// Whether a media tag has been written: metadata comes only before.
+    media_written: bool,
     out: BufWriter<File>,
     bytes: u64,
     first_ts: Option<u32>,
@@ -155,6 +164,7 @@ impl FlvFile {
             .map_err(io(&path))?;
         let mut f = FlvFile {
             path,
+            media_written: false,
             out,
             bytes: flv::FLV_HEADER_SIZE as u64,
             first_ts: None,
@@ -167,6 +177,18 @@ impl FlvFile {
     }
 
     fn write(&mut self, frame: &Frame) -> Result<(), RecordError> {
+        if frame.kind == FrameKind::Metadata {
+            if self.media_written {
+                // A republish's metadata mid-file would reset players' view of the file.
+                return Ok(());
+            }
+            let body = without_duration(&frame.payload);
+            let tag = flv::tag_bytes(frame.kind.flv_tag_type(), 0, &body);
+            self.out.write_all(&tag).map_err(io(&self.path))?;
+            self.bytes += tag.len() as u64;
+            return Ok(());
+        }
+        self.media_written = true;
         // FLV players expect the file to start near zero.
         let first = *self.first_ts.get_or_insert(frame.timestamp);
         let ts = if frame.kind == FrameKind::Metadata {
@@ -193,6 +215,21 @@ impl FlvFile {
         self.out.get_ref().sync_all().map_err(io(&self.path))?;
         Ok(self.path)
     }
+}
+
+/// The publisher's `onMetaData` without `duration` and `filesize`, which describe its input, not
+/// this file (players then take the duration from the timestamps).
+fn without_duration(payload: &Bytes) -> Bytes {
+    use rill_rtmp::amf0::{self, Amf0Value};
+    let Ok(mut values) = amf0::decode_all(payload) else {
+        return payload.clone();
+    };
+    for v in &mut values {
+        if let Amf0Value::EcmaArray(props) | Amf0Value::Object(props) = v {
+            props.retain(|(k, _)| k != "duration" && k != "filesize");
+        }
+    }
+    Bytes::from(amf0::encode_all(&values))
 }
 
 /// Where a chunk's bytes lie in the in-progress file.
@@ -455,6 +492,25 @@ pub fn recover(root: &Path) -> Vec<PathBuf> {
         }
     }
     recovered
+}
+
+/// `base`, or `base-1`, `base-2`, ... if a file of that name (final or in progress) exists, so a
+/// recording never overwrites another one started in the same second.
+fn unique_base(base: &Path, ext: &str) -> PathBuf {
+    let taken = |b: &Path| {
+        b.with_extension(ext).exists() || b.with_extension(format!("{ext}.{IN_PROGRESS}")).exists()
+    };
+    if !taken(base) {
+        return base.to_path_buf();
+    }
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (1..)
+        .map(|n| base.with_file_name(format!("{name}-{n}")))
+        .find(|b| !taken(b))
+        .unwrap_or_else(|| base.to_path_buf())
 }
 
 /// `mediaroot/app/stream/YYYY-MM-DD-HH-mm-ss` (UTC), without extension.

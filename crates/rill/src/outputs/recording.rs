@@ -65,6 +65,8 @@ impl RecordOptions {
 }
 
 struct Active {
+    /// Tells this recording from a later one of the same stream.
+    id: u64,
     stop: CancellationToken,
     info: Arc<Mutex<RecordingInfo>>,
 }
@@ -73,6 +75,7 @@ struct Active {
 #[derive(Default)]
 pub struct Recordings {
     active: Mutex<HashMap<String, Active>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Recordings {
@@ -115,6 +118,10 @@ impl Recordings {
     ) -> Result<(), String> {
         let key = format!("{app}/{stream}");
         let stop = CancellationToken::new();
+        let id = ctx
+            .recordings
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let info = Arc::new(Mutex::new(RecordingInfo {
             app: app.to_owned(),
             stream: stream.to_owned(),
@@ -132,6 +139,7 @@ impl Recordings {
             map.insert(
                 key.clone(),
                 Active {
+                    id,
                     stop: stop.clone(),
                     info: info.clone(),
                 },
@@ -146,11 +154,19 @@ impl Recordings {
             .name(format!("rec {key}"))
             .spawn(move || {
                 runtime.block_on(run(&ctx2, &app, &stream, sub, options, stop, info));
-                ctx2.recordings.map().remove(&key2);
+                // Only this recording's entry: a new one may already run for the same stream.
+                let mut map = ctx2.recordings.map();
+                if map.get(&key2).is_some_and(|a| a.id == id) {
+                    map.remove(&key2);
+                }
+                drop(map);
                 let _ = done_tx.send(());
             });
         if let Err(e) = spawned {
-            ctx.recordings.map().remove(&key);
+            let mut map = ctx.recordings.map();
+            if map.get(&key).is_some_and(|a| a.id == id) {
+                map.remove(&key);
+            }
             return Err(format!("cannot start a recording thread: {e}"));
         }
         // Shutdown waits for the recording to finish its file.
@@ -176,6 +192,8 @@ async fn run(
     let mut rec: Option<Recording> = None;
     let mut ended = false;
     let mut error: Option<String> = None;
+    // Timestamp of the current file's first frame.
+    let mut file_started: Option<u32> = None;
     loop {
         let linger = async {
             if ended {
@@ -211,6 +229,20 @@ async fn run(
             header.retain(|h| !(h.kind == fr.kind && (h.sequence_header == fr.sequence_header)));
             header.push(fr.clone());
         }
+        // A file ends just before a keyframe once it is long or big enough, so that every file
+        // starts with one and no frame is lost between files.
+        if fr.is_video_keyframe() {
+            if let (Some(r), Some(t0)) = (rec.as_ref(), file_started) {
+                let long = options.split_seconds > 0
+                    && u64::from(fr.timestamp.wrapping_sub(t0)) >= options.split_seconds * 1000;
+                let big = options.split_bytes > 0 && r.progress().0 >= options.split_bytes;
+                if long || big {
+                    if let Some(r) = rec.take() {
+                        finish(ctx, app, stream, r, None);
+                    }
+                }
+            }
+        }
         let result = match rec.as_mut() {
             None if is_header => Ok(()),
             None => {
@@ -218,11 +250,12 @@ async fn run(
                 Recording::open(options.format, &base, &header)
                     .and_then(|mut r| r.write(fr).map(|_| r))
                     .map(|r| {
-                        let file = base.with_extension(r.extension()).display().to_string();
+                        let file = r.path().display().to_string();
                         tracing::info!(stream = %format!("/{app}/{stream}"), %file, "recording");
                         if let Ok(mut i) = info.lock() {
                             i.path = file;
                         }
+                        file_started = Some(fr.timestamp);
                         rec = Some(r);
                     })
             }
@@ -236,13 +269,6 @@ async fn run(
             let (bytes, duration) = r.progress();
             if let Ok(mut i) = info.lock() {
                 (i.bytes, i.duration_ms) = (bytes, duration);
-            }
-            let split = (options.split_seconds > 0 && duration >= options.split_seconds * 1000)
-                || (options.split_bytes > 0 && bytes >= options.split_bytes);
-            if split && fr.is_video_keyframe() {
-                if let Some(r) = rec.take() {
-                    finish(ctx, app, stream, r, None);
-                }
             }
         }
     }

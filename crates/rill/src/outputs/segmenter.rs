@@ -31,6 +31,9 @@ struct Done {
     discontinuity: bool,
     hls_uri: String,
     parts: Vec<Part>,
+    /// Per track (video, audio): decode time of the first sample and where the run ends, as
+    /// written in the fragments (DASH timelines must match each track's own `tfdt`).
+    spans: [Option<(u64, u64)>; 2],
     /// Every file of this segment (HLS segment, parts, DASH per-track segments).
     files: Vec<String>,
 }
@@ -300,22 +303,37 @@ impl Segmenter {
     fn plan(&self, by: &[Vec<Sample>; 2], end: Option<u64>) -> Vec<(usize, usize, u64)> {
         let mut plan = Vec::new();
         let tracks = [
-            (TrackKind::Video, &self.video, self.last_video_gap),
-            (TrackKind::Audio, &self.audio, self.last_audio_gap),
+            (TrackKind::Video, &self.video),
+            (TrackKind::Audio, &self.audio),
         ];
         let mut track = 0;
-        for (kind, info, gap) in tracks {
+        for (kind, info) in tracks {
             if info.is_none() {
                 continue;
             }
             let k = kind_index(kind);
             if let Some(last) = by[k].last().map(|s| s.dts_ms) {
-                let end_dts = end.filter(|e| *e > last).unwrap_or(last + gap);
-                plan.push((track, k, end_dts));
+                plan.push((track, k, self.run_end(kind, last, end)));
             }
             track += 1;
         }
         plan
+    }
+
+    /// Where a track's run of samples ends: video (and the only track of an audio-only stream)
+    /// at the cut, where the next run starts; audio of a stream with video one frame after its
+    /// last sample, since a video cut falls inside an audio frame and a shortened last frame
+    /// makes players see a gap.
+    fn run_end(&self, kind: TrackKind, last: u64, cut: Option<u64>) -> u64 {
+        let gap = match kind {
+            TrackKind::Video => self.last_video_gap,
+            TrackKind::Audio => self.last_audio_gap,
+        };
+        let cut_ends_it = kind == TrackKind::Video || self.video.is_none();
+        match cut {
+            Some(c) if cut_ends_it && c > last => c,
+            _ => last + gap,
+        }
     }
 
     /// One fMP4 fragment of `samples` (all tracks), ending at `end`.
@@ -428,7 +446,17 @@ impl Segmenter {
             self.discontinuity_sequence += u64::from(!self.done.is_empty());
         }
         let duration = (end_dts - start) as f64 / 1000.0;
-        self.target_duration = self.target_duration.max(duration.ceil() as u32);
+        // RFC 8216 compares the target with durations rounded to the nearest second.
+        self.target_duration = self.target_duration.max(duration.round() as u32);
+        let by = Self::split(&cur.samples);
+        let span = |k: TrackKind| {
+            let list = &by[kind_index(k)];
+            Some((
+                list.first()?.dts_ms,
+                self.run_end(k, list.last()?.dts_ms, Some(end_dts)),
+            ))
+        };
+        let spans = [span(TrackKind::Video), span(TrackKind::Audio)];
         self.done.push_back(Done {
             msn,
             start_dts: start,
@@ -437,6 +465,7 @@ impl Segmenter {
             discontinuity,
             hls_uri,
             parts: cur.parts,
+            spans,
             files,
         });
         self.next_msn += 1;
@@ -478,17 +507,21 @@ impl Segmenter {
             }
         }
         let by = Self::split(samples);
-        let gaps = [self.last_video_gap, self.last_audio_gap];
+        let ends: Vec<Option<u64>> = [TrackKind::Video, TrackKind::Audio]
+            .iter()
+            .map(|k| {
+                by[kind_index(*k)]
+                    .last()
+                    .map(|l| self.run_end(*k, l.dts_ms, Some(end)))
+            })
+            .collect();
         let mut files = Vec::new();
         let prefix = self.name("dash");
         let mut puts = Vec::new();
         for (kind, w) in &mut self.dash_writers {
             let list = &by[kind_index(*kind)];
-            let Some(last) = list.last() else { continue };
-            let end_dts = if end > last.dts_ms {
-                end
-            } else {
-                last.dts_ms + gaps[kind_index(*kind)]
+            let Some(Some(end_dts)) = ends.get(kind_index(*kind)).copied() else {
+                continue;
             };
             let run = TrackRun {
                 track: 0,
@@ -537,6 +570,7 @@ impl Segmenter {
         let progress = HlsProgress {
             next_msn: self.next_msn,
             parts: self.current.parts.len(),
+            ended: self.ended,
         };
         let mpd = self.settings.dash.then(|| self.render_mpd());
         self.store.publish(playlist, progress, mpd);
@@ -635,10 +669,9 @@ impl Segmenter {
                     timeline: listed
                         .iter()
                         .map(|d| {
-                            (
-                                t.ticks(d.start_dts),
-                                t.ticks(d.end_dts) - t.ticks(d.start_dts),
-                            )
+                            let (a, b) =
+                                d.spans[kind_index(t.kind)].unwrap_or((d.start_dts, d.end_dts));
+                            (t.ticks(a), t.ticks(b) - t.ticks(a))
                         })
                         .collect(),
                     start_number: listed.first().map(|d| d.msn).unwrap_or(0),

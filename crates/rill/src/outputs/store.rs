@@ -17,6 +17,8 @@ pub struct HlsProgress {
     pub next_msn: u64,
     /// Parts already published of the segment in progress.
     pub parts: usize,
+    /// The playlist has ended (no more segments or parts will come).
+    pub ended: bool,
 }
 
 impl HlsProgress {
@@ -70,6 +72,10 @@ impl MediaStore {
 
     pub fn get(&self, name: &str) -> Option<Bytes> {
         self.lock().files.get(name).cloned()
+    }
+
+    pub fn progress(&self) -> HlsProgress {
+        self.lock().progress
     }
 
     pub fn playlist(&self) -> Option<(String, HlsProgress)> {
