@@ -176,6 +176,7 @@ mod tests {
         let p = HlsProgress {
             next_msn: 5,
             parts: 2,
+            ended: false,
         };
         assert!(p.has(4, None));
         assert!(!p.has(5, None));
@@ -196,6 +197,7 @@ mod tests {
             HlsProgress {
                 next_msn: 2,
                 parts: 0,
+                ended: false,
             },
             None,
         );
