@@ -65,6 +65,10 @@ pub struct Segmenter {
     ts: Option<TsMuxer>,
     fmp4: Option<Fmp4Writer>,
     dash_writers: Vec<(TrackKind, Fmp4Writer)>,
+    /// Audio of the segment in progress, for DASH (independent of HLS's carried sample).
+    dash_audio: Vec<Sample>,
+    /// DASH audio of the last closed segment, waiting for the next audio frame's time.
+    dash_pending: Option<(u64, Vec<Sample>)>,
     init_version: u32,
     init_files: Vec<String>,
     current: Current,
@@ -101,6 +105,8 @@ impl Segmenter {
             ts: None,
             fmp4: None,
             dash_writers: Vec::new(),
+            dash_audio: Vec::new(),
+            dash_pending: None,
             init_version: 0,
             init_files: Vec::new(),
             current: Current::default(),
@@ -128,9 +134,13 @@ impl Segmenter {
                 if self.ended || !self.done.is_empty() {
                     self.pending_discontinuity = true;
                 }
-                self.ended = false;
+                let was_ended = std::mem::replace(&mut self.ended, false);
                 // A new publisher starts its own clock mapping and its own sequence headers.
                 self.clock = None;
+                if was_ended {
+                    // Live again: playlists lose EXT-X-ENDLIST and the MPD is dynamic at once.
+                    self.publish();
+                }
             }
             Packet::Unpublish => {
                 self.close_segment(None);
@@ -232,24 +242,42 @@ impl Segmenter {
             Some(start) => {
                 let elapsed = sample.dts_ms.saturating_sub(start) as f64 / 1000.0;
                 if starts_segment && elapsed >= self.settings.segment_duration * 0.999 {
-                    self.close_segment(Some(sample.dts_ms));
+                    let carried = self.close_segment(Some(sample.dts_ms));
                     self.begin(sample.dts_ms);
+                    self.resume_with(carried);
                 } else if self.settings.low_latency {
                     let part_start = self.current.part_start_dts.unwrap_or(start);
                     let part_elapsed = sample.dts_ms.saturating_sub(part_start) as f64 / 1000.0;
                     let boundary = !has_video || sample.kind == TrackKind::Video;
                     if boundary && part_elapsed >= self.settings.part_duration * 0.999 {
-                        self.close_part(sample.dts_ms);
+                        let carried = self.close_part(sample.dts_ms, true);
                         self.current.part_start_dts = Some(sample.dts_ms);
+                        if let Some(c) = carried {
+                            self.current.part_samples.push(c);
+                        }
                         self.publish();
                     }
                 }
             }
         }
+        if self.settings.dash && sample.kind == TrackKind::Audio {
+            self.flush_dash_audio(Some(sample.dts_ms));
+            self.dash_audio.push(sample.clone());
+        }
         if self.settings.low_latency {
             self.current.part_samples.push(sample.clone());
         }
         self.current.samples.push(sample);
+    }
+
+    /// Puts a sample held back from the closed segment at the start of the new one.
+    fn resume_with(&mut self, carried: Option<Sample>) {
+        if let Some(c) = carried {
+            if self.settings.low_latency {
+                self.current.part_samples.push(c.clone());
+            }
+            self.current.samples.push(c);
+        }
     }
 
     fn begin(&mut self, dts: u64) {
@@ -300,7 +328,12 @@ impl Segmenter {
 
     /// For each track with samples: (track index in the writer, samples' kind index, end dts).
     /// A track's run ends at `end` when it lies past its last sample, else one frame after it.
-    fn plan(&self, by: &[Vec<Sample>; 2], end: Option<u64>) -> Vec<(usize, usize, u64)> {
+    fn plan(
+        &self,
+        by: &[Vec<Sample>; 2],
+        end: Option<u64>,
+        audio_next: Option<u64>,
+    ) -> Vec<(usize, usize, u64)> {
         let mut plan = Vec::new();
         let tracks = [
             (TrackKind::Video, &self.video),
@@ -313,7 +346,7 @@ impl Segmenter {
             }
             let k = kind_index(kind);
             if let Some(last) = by[k].last().map(|s| s.dts_ms) {
-                plan.push((track, k, self.run_end(kind, last, end)));
+                plan.push((track, k, self.run_end(kind, last, end, audio_next)));
             }
             track += 1;
         }
@@ -321,25 +354,42 @@ impl Segmenter {
     }
 
     /// Where a track's run of samples ends: video (and the only track of an audio-only stream)
-    /// at the cut, where the next run starts; audio of a stream with video one frame after its
-    /// last sample, since a video cut falls inside an audio frame and a shortened last frame
-    /// makes players see a gap.
-    fn run_end(&self, kind: TrackKind, last: u64, cut: Option<u64>) -> u64 {
-        let gap = match kind {
-            TrackKind::Video => self.last_video_gap,
-            TrackKind::Audio => self.last_audio_gap,
+    /// at the cut, where the next run starts. Audio of a stream with video ends where the next
+    /// audio run starts (`audio_next`: its first sample, held back from this run), since a video
+    /// cut falls inside an audio frame and a shortened or overlong last frame makes players see
+    /// a gap; without one (the stream ended), one frame after its last sample.
+    fn run_end(
+        &self,
+        kind: TrackKind,
+        last: u64,
+        cut: Option<u64>,
+        audio_next: Option<u64>,
+    ) -> u64 {
+        let (gap, next) = match kind {
+            TrackKind::Video => (self.last_video_gap, cut),
+            TrackKind::Audio if self.video.is_none() => (self.last_audio_gap, cut),
+            TrackKind::Audio => (self.last_audio_gap, audio_next),
         };
-        let cut_ends_it = kind == TrackKind::Video || self.video.is_none();
-        match cut {
-            Some(c) if cut_ends_it && c > last => c,
+        match next {
+            Some(n) if n > last => n,
             _ => last + gap,
         }
     }
 
-    /// One fMP4 fragment of `samples` (all tracks), ending at `end`.
-    fn fragment(&mut self, samples: &[Sample], end: u64) -> Option<Bytes> {
+    /// With video, the last audio sample of a run is held back into the next run, so that the
+    /// run can end exactly where the next one starts.
+    fn take_carry(has_video: bool, samples: &mut Vec<Sample>) -> Option<Sample> {
+        if !has_video {
+            return None;
+        }
+        let i = samples.iter().rposition(|s| s.kind == TrackKind::Audio)?;
+        Some(samples.remove(i))
+    }
+
+    /// One fMP4 fragment of `samples` (all tracks), ending at `end` (audio at `audio_next`).
+    fn fragment(&mut self, samples: &[Sample], end: u64, audio_next: Option<u64>) -> Option<Bytes> {
         let by = Self::split(samples);
-        let plan = self.plan(&by, Some(end));
+        let plan = self.plan(&by, Some(end), audio_next);
         let w = self.ensure_fmp4()?;
         let runs: Vec<TrackRun<'_>> = plan
             .iter()
@@ -362,19 +412,26 @@ impl Segmenter {
         by
     }
 
-    /// LL-HLS: turns the part being filled into a published part ending at `end`.
-    fn close_part(&mut self, end: u64) {
+    /// LL-HLS: turns the part being filled into a published part ending at `end`. With `carry`,
+    /// the last audio sample is held back and returned, to start the next part.
+    fn close_part(&mut self, end: u64, carry: bool) -> Option<Sample> {
         if self.current.part_samples.is_empty() {
-            return;
+            return None;
         }
-        let samples = std::mem::take(&mut self.current.part_samples);
+        let mut samples = std::mem::take(&mut self.current.part_samples);
+        let carried = if carry {
+            Self::take_carry(self.video.is_some(), &mut samples)
+        } else {
+            None
+        };
+        let audio_next = carried.as_ref().map(|c| c.dts_ms);
         let start = self.current.part_start_dts.unwrap_or(end);
         let independent = samples
             .iter()
             .any(|s| s.kind == TrackKind::Video && s.keyframe)
             || self.video.is_none();
-        let Some(frag) = self.fragment(&samples, end) else {
-            return;
+        let Some(frag) = self.fragment(&samples, end, audio_next) else {
+            return carried;
         };
         let uri = format!(
             "{}-{}.{}.m4s",
@@ -391,17 +448,19 @@ impl Segmenter {
             duration,
             independent,
         });
+        carried
     }
 
     /// Closes the segment in progress at `end` (the next segment's first dts), or at its last
-    /// sample plus one frame when the stream stops.
-    fn close_segment(&mut self, end: Option<u64>) {
+    /// sample plus one frame when the stream stops. At a cut, the last audio sample is held back
+    /// and returned, to start the next segment.
+    fn close_segment(&mut self, end: Option<u64>) -> Option<Sample> {
         let Some(start) = self.current.start_dts else {
-            return;
+            return None;
         };
         if self.current.samples.is_empty() {
             self.current = Current::default();
-            return;
+            return None;
         }
         let last = self
             .current
@@ -412,8 +471,15 @@ impl Segmenter {
             .unwrap_or(start);
         let end_dts = end.unwrap_or(last + self.last_video_gap.max(self.last_audio_gap));
         if self.settings.low_latency {
-            self.close_part(end_dts);
+            // The segment's last audio sample is its last part's: carried once, below.
+            let _ = self.close_part(end_dts, end.is_some());
         }
+        let carried = if end.is_some() {
+            Self::take_carry(self.video.is_some(), &mut self.current.samples)
+        } else {
+            None
+        };
+        let audio_next = carried.as_ref().map(|c| c.dts_ms);
         let cur = std::mem::take(&mut self.current);
         let msn = self.next_msn;
         let mut files = cur.part_files.clone();
@@ -431,15 +497,23 @@ impl Segmenter {
                     }
                     Some(b.freeze())
                 }
-                SegmentFormat::Fmp4 => self.fragment(&cur.samples, end_dts),
+                SegmentFormat::Fmp4 => self.fragment(&cur.samples, end_dts, audio_next),
             };
             if let Some(data) = data {
                 self.store.put(vec![(hls_uri.clone(), data)]);
                 files.push(hls_uri.clone());
             }
         }
+        let mut dash_audio = Vec::new();
         if self.settings.dash {
-            files.extend(self.mux_dash(&cur.samples, msn, end_dts));
+            let video: Vec<Sample> = cur
+                .samples
+                .iter()
+                .filter(|s| s.kind == TrackKind::Video)
+                .cloned()
+                .collect();
+            files.extend(self.dash_fragment(TrackKind::Video, &video, msn, end_dts));
+            dash_audio = std::mem::take(&mut self.dash_audio);
         }
         let discontinuity = std::mem::take(&mut self.pending_discontinuity);
         if discontinuity {
@@ -453,10 +527,17 @@ impl Segmenter {
             let list = &by[kind_index(k)];
             Some((
                 list.first()?.dts_ms,
-                self.run_end(k, list.last()?.dts_ms, Some(end_dts)),
+                self.run_end(k, list.last()?.dts_ms, Some(end_dts), audio_next),
             ))
         };
-        let spans = [span(TrackKind::Video), span(TrackKind::Audio)];
+        let spans = [
+            span(TrackKind::Video),
+            if self.settings.dash {
+                None
+            } else {
+                span(TrackKind::Audio)
+            },
+        ];
         self.done.push_back(Done {
             msn,
             start_dts: start,
@@ -470,7 +551,27 @@ impl Segmenter {
         });
         self.next_msn += 1;
         self.expire();
+        if self.dash_pending.is_some() {
+            // A segment shorter than one audio frame: the earlier one ends where this one starts.
+            let next = dash_audio.first().map(|s| s.dts_ms);
+            self.flush_dash_audio(next);
+        }
+        if self.video.is_some() && !dash_audio.is_empty() {
+            self.dash_pending = Some((msn, dash_audio));
+            if end.is_none() {
+                self.flush_dash_audio(None);
+            }
+        } else if !dash_audio.is_empty() {
+            // Audio-only: the cut is at an audio frame, which ends the run exactly.
+            let first = dash_audio[0].dts_ms;
+            let file = self.dash_fragment(TrackKind::Audio, &dash_audio, msn, end_dts);
+            if let Some(d) = self.done.back_mut() {
+                d.spans[kind_index(TrackKind::Audio)] = Some((first, end_dts));
+                d.files.extend(file);
+            }
+        }
         self.publish();
+        carried
     }
 
     fn mux_ts(&mut self, samples: &[Sample]) -> Option<Bytes> {
@@ -492,53 +593,70 @@ impl Segmenter {
     }
 
     /// One fragment per track (DASH lists each track as its own representation).
-    fn mux_dash(&mut self, samples: &[Sample], msn: u64, end: u64) -> Vec<String> {
-        if self.dash_writers.is_empty() {
-            for t in self.tracks() {
-                let kind = t.kind;
-                match Fmp4Writer::new(vec![t]) {
-                    Ok(w) => {
-                        let init = format!("{}-{}-init.m4s", self.name("dash"), rep_id(kind));
-                        self.store.put(vec![(init, w.init_segment())]);
-                        self.dash_writers.push((kind, w));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "dash writer"),
+    /// Makes the per-track DASH writers (and writes their init segments) when needed.
+    fn ensure_dash(&mut self) {
+        if !self.dash_writers.is_empty() {
+            return;
+        }
+        for t in self.tracks() {
+            let kind = t.kind;
+            match Fmp4Writer::new(vec![t]) {
+                Ok(w) => {
+                    let init = format!("{}-{}-init.m4s", self.name("dash"), rep_id(kind));
+                    self.store.put(vec![(init, w.init_segment())]);
+                    self.dash_writers.push((kind, w));
                 }
+                Err(e) => tracing::warn!(error = %e, "dash writer"),
             }
         }
-        let by = Self::split(samples);
-        let ends: Vec<Option<u64>> = [TrackKind::Video, TrackKind::Audio]
-            .iter()
-            .map(|k| {
-                by[kind_index(*k)]
-                    .last()
-                    .map(|l| self.run_end(*k, l.dts_ms, Some(end)))
-            })
-            .collect();
-        let mut files = Vec::new();
-        let prefix = self.name("dash");
-        let mut puts = Vec::new();
-        for (kind, w) in &mut self.dash_writers {
-            let list = &by[kind_index(*kind)];
-            let Some(Some(end_dts)) = ends.get(kind_index(*kind)).copied() else {
-                continue;
-            };
-            let run = TrackRun {
+    }
+
+    /// Writes one track's DASH fragment of segment `msn`; returns its file name.
+    fn dash_fragment(
+        &mut self,
+        kind: TrackKind,
+        samples: &[Sample],
+        msn: u64,
+        end_dts_ms: u64,
+    ) -> Option<String> {
+        if samples.is_empty() {
+            return None;
+        }
+        self.ensure_dash();
+        let name = format!("{}-{}-{msn}.m4s", self.name("dash"), rep_id(kind));
+        let (_, w) = self.dash_writers.iter_mut().find(|(k, _)| *k == kind)?;
+        let frag = w
+            .fragment(&[TrackRun {
                 track: 0,
-                samples: list,
-                end_dts_ms: end_dts,
-            };
-            match w.fragment(&[run]) {
-                Ok(frag) => {
-                    let name = format!("{prefix}-{}-{msn}.m4s", rep_id(*kind));
-                    files.push(name.clone());
-                    puts.push((name, frag));
-                }
-                Err(e) => tracing::warn!(error = %e, "dash fragment"),
-            }
+                samples,
+                end_dts_ms,
+            }])
+            .map_err(|e| tracing::warn!(error = %e, "dash fragment"))
+            .ok()?;
+        self.store.put(vec![(name.clone(), frag)]);
+        Some(name)
+    }
+
+    /// DASH audio of a closed segment waits for the next audio frame, whose time ends it exactly
+    /// (a guessed end leaves a gap or an overlap that players stumble on). `next` is that frame's
+    /// time, or `None` when the stream ended.
+    fn flush_dash_audio(&mut self, next: Option<u64>) {
+        let Some((msn, samples)) = self.dash_pending.take() else {
+            return;
+        };
+        let Some(last) = samples.last().map(|s| s.dts_ms) else {
+            return;
+        };
+        let end = next
+            .filter(|n| *n > last)
+            .unwrap_or(last + self.last_audio_gap);
+        let first = samples.first().map(|s| s.dts_ms).unwrap_or(last);
+        let file = self.dash_fragment(TrackKind::Audio, &samples, msn, end);
+        if let Some(d) = self.done.iter_mut().find(|d| d.msn == msn) {
+            d.spans[kind_index(TrackKind::Audio)] = Some((first, end));
+            d.files.extend(file);
         }
-        self.store.put(puts);
-        files
+        self.publish();
     }
 
     /// Drops segments beyond the playlist window plus the extra ones kept for late players.
@@ -572,7 +690,8 @@ impl Segmenter {
             parts: self.current.parts.len(),
             ended: self.ended,
         };
-        let mpd = self.settings.dash.then(|| self.render_mpd());
+        // The MPD lists a segment only once every track of it is written.
+        let mpd = (self.settings.dash && self.dash_pending.is_none()).then(|| self.render_mpd());
         self.store.publish(playlist, progress, mpd);
     }
 
