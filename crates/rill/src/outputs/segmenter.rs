@@ -455,9 +455,7 @@ impl Segmenter {
     /// sample plus one frame when the stream stops. At a cut, the last audio sample is held back
     /// and returned, to start the next segment.
     fn close_segment(&mut self, end: Option<u64>) -> Option<Sample> {
-        let Some(start) = self.current.start_dts else {
-            return None;
-        };
+        let start = self.current.start_dts?;
         if self.current.samples.is_empty() {
             self.current = Current::default();
             return None;
