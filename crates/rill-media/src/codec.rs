@@ -108,55 +108,27 @@ impl VideoCodec {
     /// Maps the 4-bit CodecID of a legacy VideoTagHeader. Id 12 is HEVC: not in Adobe's spec, but
     /// the de facto convention of Chinese CDNs and the encoders that feed them.
     pub fn from_legacy_id(id: u8) -> VideoCodec {
-        match id {
-            2 => VideoCodec::SorensonH263,
-            3 => VideoCodec::ScreenVideo,
-            4 => VideoCodec::Vp6,
-            5 => VideoCodec::Vp6Alpha,
-            6 => VideoCodec::ScreenVideo2,
-            7 => VideoCodec::Avc,
-            12 => VideoCodec::Hevc,
-            other => VideoCodec::Legacy(other),
-        }
+        forward(&VIDEO_LEGACY_IDS, id).unwrap_or(VideoCodec::Legacy(id))
     }
 
     /// The legacy CodecID for this codec, if it has one.
     pub fn legacy_id(&self) -> Option<u8> {
         match self {
-            VideoCodec::SorensonH263 => Some(2),
-            VideoCodec::ScreenVideo => Some(3),
-            VideoCodec::Vp6 => Some(4),
-            VideoCodec::Vp6Alpha => Some(5),
-            VideoCodec::ScreenVideo2 => Some(6),
-            VideoCodec::Avc => Some(7),
-            VideoCodec::Hevc => Some(12),
             VideoCodec::Legacy(id) => Some(*id),
-            VideoCodec::Av1 | VideoCodec::Vp9 | VideoCodec::Vp8 | VideoCodec::FourCc(_) => None,
+            codec => backward(&VIDEO_LEGACY_IDS, *codec),
         }
     }
 
     /// Maps an Enhanced RTMP VideoFourCc.
     pub fn from_fourcc(fourcc: [u8; 4]) -> VideoCodec {
-        match &fourcc {
-            b"avc1" => VideoCodec::Avc,
-            b"hvc1" => VideoCodec::Hevc,
-            b"av01" => VideoCodec::Av1,
-            b"vp09" => VideoCodec::Vp9,
-            b"vp08" => VideoCodec::Vp8,
-            _ => VideoCodec::FourCc(u32::from_be_bytes(fourcc)),
-        }
+        forward(&VIDEO_FOURCCS, fourcc).unwrap_or(VideoCodec::FourCc(u32::from_be_bytes(fourcc)))
     }
 
     /// The Enhanced RTMP FourCC for this codec; `None` for codecs only the legacy header can carry.
     pub fn fourcc(&self) -> Option<[u8; 4]> {
         match self {
-            VideoCodec::Avc => Some(*b"avc1"),
-            VideoCodec::Hevc => Some(*b"hvc1"),
-            VideoCodec::Av1 => Some(*b"av01"),
-            VideoCodec::Vp9 => Some(*b"vp09"),
-            VideoCodec::Vp8 => Some(*b"vp08"),
             VideoCodec::FourCc(v) => Some(v.to_be_bytes()),
-            _ => None,
+            codec => backward(&VIDEO_FOURCCS, *codec),
         }
     }
 }
@@ -185,68 +157,91 @@ impl AudioCodec {
     /// Maps the 4-bit SoundFormat of a legacy AudioTagHeader. Format 9 is not a codec (it announces
     /// the Enhanced RTMP ExAudioTagHeader), so it maps to `Legacy(9)`.
     pub fn from_sound_format(format: u8) -> AudioCodec {
-        match format {
-            0 => AudioCodec::LinearPcmPlatform,
-            1 => AudioCodec::Adpcm,
-            2 | 14 => AudioCodec::Mp3,
-            3 => AudioCodec::LinearPcmLe,
-            4..=6 => AudioCodec::Nellymoser,
-            7 => AudioCodec::G711A,
-            8 => AudioCodec::G711U,
-            10 => AudioCodec::Aac,
-            11 => AudioCodec::Speex,
-            other => AudioCodec::Legacy(other),
-        }
+        // Formats that share a codec with the canonical one in the table: MP3 8 kHz, and
+        // Nellymoser 16 kHz mono and 8 kHz mono.
+        let canonical = match format {
+            14 => 2,
+            4 | 5 => 6,
+            other => other,
+        };
+        forward(&AUDIO_SOUND_FORMATS, canonical).unwrap_or(AudioCodec::Legacy(format))
     }
 
     /// The legacy SoundFormat for this codec, if it has one (Nellymoser maps to 6, the generic
     /// variant; MP3 to 2).
     pub fn sound_format(&self) -> Option<u8> {
         match self {
-            AudioCodec::LinearPcmPlatform => Some(0),
-            AudioCodec::Adpcm => Some(1),
-            AudioCodec::Mp3 => Some(2),
-            AudioCodec::LinearPcmLe => Some(3),
-            AudioCodec::Nellymoser => Some(6),
-            AudioCodec::G711A => Some(7),
-            AudioCodec::G711U => Some(8),
-            AudioCodec::Aac => Some(10),
-            AudioCodec::Speex => Some(11),
             AudioCodec::Legacy(f) => Some(*f),
-            AudioCodec::Opus
-            | AudioCodec::Flac
-            | AudioCodec::Ac3
-            | AudioCodec::Eac3
-            | AudioCodec::FourCc(_) => None,
+            codec => backward(&AUDIO_SOUND_FORMATS, *codec),
         }
     }
 
     /// Maps an Enhanced RTMP AudioFourCc.
     pub fn from_fourcc(fourcc: [u8; 4]) -> AudioCodec {
-        match &fourcc {
-            b"Opus" => AudioCodec::Opus,
-            b"fLaC" => AudioCodec::Flac,
-            b"ac-3" => AudioCodec::Ac3,
-            b"ec-3" => AudioCodec::Eac3,
-            b"mp4a" => AudioCodec::Aac,
-            b".mp3" => AudioCodec::Mp3,
-            _ => AudioCodec::FourCc(u32::from_be_bytes(fourcc)),
-        }
+        forward(&AUDIO_FOURCCS, fourcc).unwrap_or(AudioCodec::FourCc(u32::from_be_bytes(fourcc)))
     }
 
     /// The Enhanced RTMP FourCC for this codec; `None` for codecs only the legacy header can carry.
     pub fn fourcc(&self) -> Option<[u8; 4]> {
         match self {
-            AudioCodec::Opus => Some(*b"Opus"),
-            AudioCodec::Flac => Some(*b"fLaC"),
-            AudioCodec::Ac3 => Some(*b"ac-3"),
-            AudioCodec::Eac3 => Some(*b"ec-3"),
-            AudioCodec::Aac => Some(*b"mp4a"),
-            AudioCodec::Mp3 => Some(*b".mp3"),
             AudioCodec::FourCc(v) => Some(v.to_be_bytes()),
-            _ => None,
+            codec => backward(&AUDIO_FOURCCS, *codec),
         }
     }
+}
+
+/// Legacy VideoTagHeader CodecIDs. One table serves both directions so they cannot drift apart.
+const VIDEO_LEGACY_IDS: [(u8, VideoCodec); 7] = [
+    (2, VideoCodec::SorensonH263),
+    (3, VideoCodec::ScreenVideo),
+    (4, VideoCodec::Vp6),
+    (5, VideoCodec::Vp6Alpha),
+    (6, VideoCodec::ScreenVideo2),
+    (7, VideoCodec::Avc),
+    (12, VideoCodec::Hevc),
+];
+
+/// Enhanced RTMP VideoFourCcs.
+const VIDEO_FOURCCS: [([u8; 4], VideoCodec); 5] = [
+    (*b"avc1", VideoCodec::Avc),
+    (*b"hvc1", VideoCodec::Hevc),
+    (*b"av01", VideoCodec::Av1),
+    (*b"vp09", VideoCodec::Vp9),
+    (*b"vp08", VideoCodec::Vp8),
+];
+
+/// Legacy AudioTagHeader SoundFormats, one canonical format per codec (the aliases are folded in
+/// [`AudioCodec::from_sound_format`]).
+const AUDIO_SOUND_FORMATS: [(u8, AudioCodec); 9] = [
+    (0, AudioCodec::LinearPcmPlatform),
+    (1, AudioCodec::Adpcm),
+    (2, AudioCodec::Mp3),
+    (3, AudioCodec::LinearPcmLe),
+    (6, AudioCodec::Nellymoser),
+    (7, AudioCodec::G711A),
+    (8, AudioCodec::G711U),
+    (10, AudioCodec::Aac),
+    (11, AudioCodec::Speex),
+];
+
+/// Enhanced RTMP AudioFourCcs.
+const AUDIO_FOURCCS: [([u8; 4], AudioCodec); 6] = [
+    (*b"Opus", AudioCodec::Opus),
+    (*b"fLaC", AudioCodec::Flac),
+    (*b"ac-3", AudioCodec::Ac3),
+    (*b"ec-3", AudioCodec::Eac3),
+    (*b"mp4a", AudioCodec::Aac),
+    (*b".mp3", AudioCodec::Mp3),
+];
+
+/// The codec a table gives for a wire value.
+fn forward<K: PartialEq, C: Copy>(table: &[(K, C)], key: K) -> Option<C> {
+    table.iter().find(|(k, _)| *k == key).map(|&(_, c)| c)
+}
+
+/// The wire value a table gives for a codec.
+fn backward<K: Copy, C: PartialEq>(table: &[(K, C)], codec: C) -> Option<K> {
+    table.iter().find(|(_, c)| *c == codec).map(|&(k, _)| k)
 }
 
 #[cfg(test)]

@@ -826,6 +826,36 @@ pub(crate) mod testing {
         );
     }
 
+    /// Decodes `mp4` with Debian's ffmpeg and, when `ffmpeg` is another one (the one that made
+    /// the input), with that one too: neither may complain.
+    pub(crate) fn ffmpeg_clean_both(ffmpeg: &str, mp4: &Path) {
+        ffmpeg_clean("ffmpeg", mp4);
+        if ffmpeg != "ffmpeg" {
+            ffmpeg_clean(ffmpeg, mp4);
+        }
+    }
+
+    /// A writer's `round_trip(ffmpeg, name, size, video args, audio args, expect)`.
+    pub(crate) type RoundTrip = fn(&str, &str, &str, &[&str], &[&str], Expect);
+
+    /// Runs `round_trip` on the modern ffmpeg's 320x180 output with Opus audio; skips when
+    /// either ffmpeg is missing, since the result is checked with both.
+    pub(crate) fn modern_round_trip(
+        name: &str,
+        v: &[&str],
+        vcodec: &'static str,
+        round_trip: RoundTrip,
+    ) {
+        if system_ffmpeg().is_none() {
+            return;
+        }
+        let Some(ffmpeg) = modern_ffmpeg() else {
+            return;
+        };
+        let e = Expect::modern_opus(vcodec);
+        round_trip(&ffmpeg, name, "320x180", v, &OPUS_ARGS, e);
+    }
+
     pub(crate) fn make_flv(
         ffmpeg: &str,
         dir: &Path,

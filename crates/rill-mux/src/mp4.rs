@@ -1200,10 +1200,7 @@ mod tests {
             let json = probe_streams(&x, &e);
             let duration = format_duration(&json);
             assert!((duration - 4.0).abs() <= 0.1, "lasts {duration} s: {json}");
-            ffmpeg_clean("ffmpeg", &x);
-            if ffmpeg != "ffmpeg" {
-                ffmpeg_clean(ffmpeg, &x);
-            }
+            ffmpeg_clean_both(ffmpeg, &x);
 
             // The edit lists start each track at its first presentation time, and the earliest
             // track at 0: video and audio keep the offset they had in the FLV.
@@ -1245,25 +1242,14 @@ mod tests {
             round_trip("ffmpeg", "avc", "640x360", &v, &a, Expect::h264_aac());
         }
 
-        fn modern(name: &str, v: &[&str], vcodec: &'static str) {
-            if system_ffmpeg().is_none() {
-                return;
-            }
-            let Some(ffmpeg) = modern_ffmpeg() else {
-                return;
-            };
-            let e = Expect::modern_opus(vcodec);
-            round_trip(&ffmpeg, name, "320x180", v, &OPUS_ARGS, e);
-        }
-
         #[test]
         fn hevc_opus_from_modern_ffmpeg() {
-            modern("hevc", &HEVC_ARGS, "hevc");
+            modern_round_trip("hevc", &HEVC_ARGS, "hevc", round_trip);
         }
 
         #[test]
         fn av1_opus_from_modern_ffmpeg() {
-            modern("av1", &AV1_ARGS, "av1");
+            modern_round_trip("av1", &AV1_ARGS, "av1", round_trip);
         }
     }
 }

@@ -825,51 +825,14 @@ fn channel_config_of(channels: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    // The track and sample fixtures are the ones the MP4 writers' tests use.
+    use crate::boxes::testing::{audio as audio_info, sample, video as video_info};
     use proptest::prelude::*;
     use std::collections::HashMap;
 
     const AVCC: &[u8] = &[
         1, 0x42, 0x00, 0x1E, 0xFF, 0xE1, 0, 3, 0x67, 0x42, 0x00, 1, 0, 2, 0x68, 0xCE,
     ];
-
-    fn video_info(codec: VideoCodec, config: &[u8]) -> TrackInfo {
-        TrackInfo {
-            kind: TrackKind::Video,
-            codec: TrackCodec::Video(codec),
-            config: Bytes::copy_from_slice(config),
-            width: 640,
-            height: 360,
-            sample_rate: 0,
-            channels: 0,
-            codec_string: String::new(),
-            timescale: 90_000,
-        }
-    }
-
-    fn audio_info(codec: AudioCodec, config: &[u8], rate: u32, channels: u8) -> TrackInfo {
-        TrackInfo {
-            kind: TrackKind::Audio,
-            codec: TrackCodec::Audio(codec),
-            config: Bytes::copy_from_slice(config),
-            width: 0,
-            height: 0,
-            sample_rate: rate,
-            channels,
-            codec_string: String::new(),
-            timescale: rate.max(1),
-        }
-    }
-
-    fn sample(kind: TrackKind, dts_ms: u64, cts_ms: i32, keyframe: bool, data: &[u8]) -> Sample {
-        Sample {
-            kind,
-            dts_ms,
-            cts_ms,
-            keyframe,
-            data: Bytes::copy_from_slice(data),
-        }
-    }
 
     /// Length-prefixes NAL units with 4-byte lengths.
     fn avcc_sample(nals: &[&[u8]]) -> Vec<u8> {
@@ -1599,34 +1562,8 @@ mod tests {
         use std::path::{Path, PathBuf};
         use std::process::Command;
 
+        use crate::boxes::testing::{system_ffmpeg, tempdir};
         use crate::sample::sample_from_frame;
-
-        fn have(exe: &str) -> bool {
-            Command::new(exe)
-                .arg("-version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        }
-
-        /// Whether Debian's ffmpeg and ffprobe are there (their absence fails under CI).
-        fn ffmpeg_available() -> bool {
-            if have("ffmpeg") && have("ffprobe") {
-                return true;
-            }
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "ffmpeg/ffprobe missing under CI"
-            );
-            eprintln!("ffmpeg/ffprobe not installed: skipping the MPEG-TS interop test");
-            false
-        }
-
-        fn tempdir(name: &str) -> PathBuf {
-            let d = std::env::temp_dir().join(format!("rill-ts-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            d
-        }
 
         fn run(cmd: &mut Command) -> std::process::Output {
             let out = cmd.output().unwrap();
@@ -1667,6 +1604,48 @@ mod tests {
             String::from_utf8_lossy(&out.stderr).into_owned()
         }
 
+        /// ffmpeg reading the 640x360, 25 fps test pattern; the caller adds the rest.
+        fn ffmpeg_testsrc() -> Command {
+            let mut cmd = Command::new("ffmpeg");
+            cmd.args(["-v", "error", "-y", "-f", "lavfi"])
+                .args(["-i", "testsrc2=size=640x360:rate=25"]);
+            cmd
+        }
+
+        /// Muxes `samples` as HLS would, checks our own demuxer takes the result, writes it to
+        /// `x.ts` in `dir` and returns that path with what ffprobe says about it.
+        fn mux_and_probe(
+            m: &mut TsMuxer,
+            samples: &[Sample],
+            dir: &Path,
+        ) -> (PathBuf, HashMap<String, String>) {
+            let out = mux(m, samples);
+            demux(&out);
+            let ts = dir.join("x.ts");
+            std::fs::write(&ts, &out).unwrap();
+            let p = probe(&ts);
+            (ts, p)
+        }
+
+        /// One field of stream `index` in `probe`'s output; empty when ffprobe did not say.
+        fn field<'a>(p: &'a HashMap<String, String>, index: usize, key: &str) -> &'a str {
+            p.get(&format!("streams.stream.{index}.{key}"))
+                .map_or("", String::as_str)
+        }
+
+        /// Stream `index` is the 640x360 test pattern in `codec`, with `frames` frames decoded.
+        fn assert_video_stream(
+            p: &HashMap<String, String>,
+            index: usize,
+            codec: &str,
+            frames: usize,
+        ) {
+            assert_eq!(field(p, index, "codec_name"), codec);
+            assert_eq!(field(p, index, "width"), "640");
+            assert_eq!(field(p, index, "height"), "360");
+            assert_eq!(field(p, index, "nb_read_frames"), frames.to_string());
+        }
+
         /// Writes samples as HLS would: tables again before every video keyframe.
         fn mux(m: &mut TsMuxer, samples: &[Sample]) -> BytesMut {
             let mut out = BytesMut::new();
@@ -1682,21 +1661,12 @@ mod tests {
 
         #[test]
         fn h264_aac_from_debian_ffmpeg() {
-            if !ffmpeg_available() {
+            if system_ffmpeg().is_none() {
                 return;
             }
-            let dir = tempdir("h264");
+            let dir = tempdir("ts-h264");
             let flv = dir.join("in.flv");
-            run(Command::new("ffmpeg")
-                .args([
-                    "-v",
-                    "error",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc2=size=640x360:rate=25",
-                ])
+            run(ffmpeg_testsrc()
                 .args([
                     "-f", "lavfi", "-i", "sine", "-t", "3", "-c:v", "libx264", "-g", "25",
                 ])
@@ -1740,31 +1710,16 @@ mod tests {
             );
 
             let mut m = TsMuxer::new(Some(&video), Some(&audio)).unwrap();
-            let out = mux(&mut m, &samples);
-            demux(&out);
-            let ts = dir.join("x.ts");
-            std::fs::write(&ts, &out).unwrap();
-
-            let p = probe(&ts);
-            let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
-            let (v, a) = if get("streams.stream.0.codec_type") == "video" {
+            let (ts, p) = mux_and_probe(&mut m, &samples, &dir);
+            let (v, a) = if field(&p, 0, "codec_type") == "video" {
                 (0, 1)
             } else {
                 (1, 0)
             };
-            assert_eq!(get(&format!("streams.stream.{v}.codec_name")), "h264");
-            assert_eq!(get(&format!("streams.stream.{v}.width")), "640");
-            assert_eq!(get(&format!("streams.stream.{v}.height")), "360");
-            assert_eq!(
-                get(&format!("streams.stream.{v}.nb_read_frames")),
-                video_samples.to_string()
-            );
-            assert_eq!(get(&format!("streams.stream.{a}.codec_name")), "aac");
-            assert_eq!(get(&format!("streams.stream.{a}.sample_rate")), "44100");
-            assert_eq!(
-                get(&format!("streams.stream.{a}.nb_read_frames")),
-                audio_samples.to_string()
-            );
+            assert_video_stream(&p, v, "h264", video_samples);
+            assert_eq!(field(&p, a, "codec_name"), "aac");
+            assert_eq!(field(&p, a, "sample_rate"), "44100");
+            assert_eq!(field(&p, a, "nb_read_frames"), audio_samples.to_string());
             assert_eq!(decode_errors(&ts), "");
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -1797,7 +1752,7 @@ mod tests {
         /// access units without parameter sets) and checks the TS decodes.
         #[test]
         fn hevc_from_debian_ffmpeg() {
-            if !ffmpeg_available() {
+            if system_ffmpeg().is_none() {
                 return;
             }
             let encoders = run(Command::new("ffmpeg").args(["-hide_banner", "-encoders"]));
@@ -1805,18 +1760,9 @@ mod tests {
                 eprintln!("ffmpeg without libx265: skipping the HEVC MPEG-TS test");
                 return;
             }
-            let dir = tempdir("hevc");
+            let dir = tempdir("ts-hevc");
             let raw = dir.join("in.hevc");
-            run(Command::new("ffmpeg")
-                .args([
-                    "-v",
-                    "error",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc2=size=640x360:rate=25",
-                ])
+            run(ffmpeg_testsrc()
                 .args(["-t", "3", "-c:v", "libx265"])
                 .args([
                     "-x265-params",
@@ -1852,16 +1798,8 @@ mod tests {
             assert_eq!(samples.iter().filter(|s| s.keyframe).count(), 3);
 
             let mut m = TsMuxer::new(Some(&video_info(VideoCodec::Hevc, &record)), None).unwrap();
-            let out = mux(&mut m, &samples);
-            demux(&out);
-            let ts = dir.join("x.ts");
-            std::fs::write(&ts, &out).unwrap();
-            let p = probe(&ts);
-            let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
-            assert_eq!(get("streams.stream.0.codec_name"), "hevc");
-            assert_eq!(get("streams.stream.0.width"), "640");
-            assert_eq!(get("streams.stream.0.height"), "360");
-            assert_eq!(get("streams.stream.0.nb_read_frames"), "75");
+            let (ts, p) = mux_and_probe(&mut m, &samples, &dir);
+            assert_video_stream(&p, 0, "hevc", 75);
             assert_eq!(decode_errors(&ts), "");
             let _ = std::fs::remove_dir_all(&dir);
         }

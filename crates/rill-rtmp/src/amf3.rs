@@ -271,14 +271,7 @@ impl Decoder {
         let slot = self.reserve();
         let before = self.produced;
         let mut assoc = Vec::new();
-        loop {
-            let key = self.string(buf)?;
-            if key.is_empty() {
-                break;
-            }
-            let value = self.value(buf, depth + 1)?;
-            assoc.push((key, value));
-        }
+        self.named_values(buf, depth, &mut assoc)?;
         let mut dense = Vec::with_capacity(dense_len);
         for _ in 0..dense_len {
             dense.push(self.value(buf, depth + 1)?);
@@ -297,6 +290,24 @@ impl Decoder {
         let cost = self.produced.saturating_sub(before);
         self.store(slot, &value, cost);
         Ok(value)
+    }
+
+    /// Name/value pairs up to the empty name that ends them: the associative part of an array
+    /// and the dynamic members of an object share this layout.
+    fn named_values(
+        &mut self,
+        buf: &mut &[u8],
+        depth: usize,
+        out: &mut Vec<(String, Amf0Value)>,
+    ) -> Result<(), AmfError> {
+        loop {
+            let key = self.string(buf)?;
+            if key.is_empty() {
+                return Ok(());
+            }
+            let value = self.value(buf, depth + 1)?;
+            out.push((key, value));
+        }
     }
 
     fn object(&mut self, buf: &mut &[u8], depth: usize) -> Result<Amf0Value, AmfError> {
@@ -350,14 +361,7 @@ impl Decoder {
             props.push((name, value));
         }
         if traits.dynamic {
-            loop {
-                let key = self.string(buf)?;
-                if key.is_empty() {
-                    break;
-                }
-                let value = self.value(buf, depth + 1)?;
-                props.push((key, value));
-            }
+            self.named_values(buf, depth, &mut props)?;
         }
         let value = if traits.class_name.is_empty() {
             Amf0Value::Object(props)

@@ -228,19 +228,108 @@ impl XorShift {
     }
 }
 
+/// Progress through the bytes a role receives, which have the same shape on both sides: a
+/// version byte (C0/S0), then two whole packets (C1/S1, then C2/S2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ServerState {
-    AwaitC0,
-    AwaitC1,
-    AwaitC2,
+enum Stage {
+    /// Client only: `start()` has not written C0+C1 yet.
+    Idle,
+    AwaitVersion,
+    AwaitFirst,
+    AwaitSecond,
     Done,
     Failed(u8),
+}
+
+/// What [`next_event`] found in the input.
+enum Event {
+    /// The next piece has not fully arrived.
+    NeedMore,
+    /// C1 (server) or S1 (client) has arrived; the role answers it.
+    First(Packet),
+    /// C2 (server) or S2 (client) has arrived: the handshake is complete.
+    Second(Packet),
+    /// Already complete, nothing more in `input`.
+    Finished,
+}
+
+/// Advances `stage` over the front of `input`, consuming the version byte silently and returning
+/// each whole packet for the role to act on. A rejected version sticks, so later calls keep
+/// returning the same `BadVersion`; bytes after completion belong to the chunk stream, so they
+/// are an error here rather than consumed.
+fn next_event(stage: &mut Stage, input: &mut BytesMut) -> Result<Event, HandshakeError> {
+    loop {
+        match *stage {
+            Stage::Idle => return Err(HandshakeError::NotStarted),
+            Stage::AwaitVersion => {
+                let Some(&version) = input.first() else {
+                    return Ok(Event::NeedMore);
+                };
+                if !is_plain_version(version) {
+                    *stage = Stage::Failed(version);
+                    return Err(HandshakeError::BadVersion(version));
+                }
+                input.advance(1);
+                *stage = Stage::AwaitFirst;
+            }
+            Stage::AwaitFirst => {
+                let Some(packet) = take_packet(input) else {
+                    return Ok(Event::NeedMore);
+                };
+                *stage = Stage::AwaitSecond;
+                return Ok(Event::First(packet));
+            }
+            Stage::AwaitSecond => {
+                let Some(packet) = take_packet(input) else {
+                    return Ok(Event::NeedMore);
+                };
+                *stage = Stage::Done;
+                return Ok(Event::Second(packet));
+            }
+            Stage::Done => {
+                return if input.is_empty() {
+                    Ok(Event::Finished)
+                } else {
+                    Err(HandshakeError::Finished)
+                };
+            }
+            Stage::Failed(version) => return Err(HandshakeError::BadVersion(version)),
+        }
+    }
+}
+
+/// What differs between the two roles once the byte stream has been cut into packets.
+trait Role {
+    fn stage(&mut self) -> &mut Stage;
+    /// Answers the peer's C1/S1.
+    fn on_first(&mut self, packet: &Packet, out: &mut BytesMut);
+    /// Checks the peer's C2/S2, which ends the handshake.
+    fn on_second(&mut self, packet: &Packet);
+}
+
+/// The `process` loop of both roles.
+fn drive<R: Role>(
+    role: &mut R,
+    input: &mut BytesMut,
+    out: &mut BytesMut,
+) -> Result<bool, HandshakeError> {
+    loop {
+        match next_event(role.stage(), input)? {
+            Event::NeedMore => return Ok(false),
+            Event::First(packet) => role.on_first(&packet, out),
+            Event::Second(packet) => {
+                role.on_second(&packet);
+                return Ok(true);
+            }
+            Event::Finished => return Ok(true),
+        }
+    }
 }
 
 /// Server side. Feed it what the client sent; it writes S0+S1+S2 into `out` once C0+C1 are in,
 /// answering a digest C1 with a digest S1/S2 and anything else with the simple echo.
 pub struct ServerHandshake {
-    state: ServerState,
+    state: Stage,
     rng: XorShift,
     client_kind: Option<HandshakeKind>,
     /// Our S1 digest, to check a digest C2 against.
@@ -252,7 +341,7 @@ impl ServerHandshake {
     /// `seed` fills the random parts (no cryptographic strength is needed there).
     pub fn new(seed: u64) -> Self {
         ServerHandshake {
-            state: ServerState::AwaitC0,
+            state: Stage::AwaitVersion,
             rng: XorShift::new(seed),
             client_kind: None,
             s1_digest: None,
@@ -271,47 +360,7 @@ impl ServerHandshake {
         input: &mut BytesMut,
         out: &mut BytesMut,
     ) -> Result<bool, HandshakeError> {
-        loop {
-            match self.state {
-                ServerState::AwaitC0 => {
-                    let Some(&version) = input.first() else {
-                        return Ok(false);
-                    };
-                    if !is_plain_version(version) {
-                        self.state = ServerState::Failed(version);
-                        return Err(HandshakeError::BadVersion(version));
-                    }
-                    input.advance(1);
-                    self.state = ServerState::AwaitC1;
-                }
-                ServerState::AwaitC1 => {
-                    let Some(c1) = take_packet(input) else {
-                        return Ok(false);
-                    };
-                    self.respond(&c1, out);
-                    self.state = ServerState::AwaitC2;
-                }
-                ServerState::AwaitC2 => {
-                    // C2 is not validated strictly: plenty of clients send garbage here.
-                    let Some(c2) = take_packet(input) else {
-                        return Ok(false);
-                    };
-                    self.c2_verified = self
-                        .s1_digest
-                        .map(|digest| verify_response(&c2, &FP_KEY, &digest));
-                    self.state = ServerState::Done;
-                    return Ok(true);
-                }
-                ServerState::Done => {
-                    return if input.is_empty() {
-                        Ok(true)
-                    } else {
-                        Err(HandshakeError::Finished)
-                    };
-                }
-                ServerState::Failed(version) => return Err(HandshakeError::BadVersion(version)),
-            }
-        }
+        drive(self, input, out)
     }
 
     /// The handshake kind the client used (known once C1 has been read).
@@ -324,8 +373,21 @@ impl ServerHandshake {
     pub fn c2_verified(&self) -> Option<bool> {
         self.c2_verified
     }
+}
 
-    fn respond(&mut self, c1: &Packet, out: &mut BytesMut) {
+impl Role for ServerHandshake {
+    fn stage(&mut self) -> &mut Stage {
+        &mut self.state
+    }
+
+    fn on_second(&mut self, c2: &Packet) {
+        // C2 is not validated strictly: plenty of clients send garbage here.
+        self.c2_verified = self
+            .s1_digest
+            .map(|digest| verify_response(c2, &FP_KEY, &digest));
+    }
+
+    fn on_first(&mut self, c1: &Packet, out: &mut BytesMut) {
         out.reserve(1 + 2 * HANDSHAKE_SIZE);
         out.put_u8(RTMP_VERSION);
         // S1 time stays 0: we have no clock here and the spec allows any epoch.
@@ -350,20 +412,10 @@ impl ServerHandshake {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClientState {
-    Idle,
-    AwaitS0,
-    AwaitS1,
-    AwaitS2,
-    Done,
-    Failed(u8),
-}
-
 /// Client side.
 pub struct ClientHandshake {
     kind: HandshakeKind,
-    state: ClientState,
+    state: Stage,
     rng: XorShift,
     /// Our C1 digest, to check a digest S2 against.
     c1_digest: Option<[u8; DIGEST_LEN]>,
@@ -375,7 +427,7 @@ impl ClientHandshake {
     pub fn new(kind: HandshakeKind, seed: u64) -> Self {
         ClientHandshake {
             kind,
-            state: ClientState::Idle,
+            state: Stage::Idle,
             rng: XorShift::new(seed),
             c1_digest: None,
             server_kind: None,
@@ -387,7 +439,7 @@ impl ClientHandshake {
     ///
     /// Later calls write nothing: a second C1 would desynchronise the peer.
     pub fn start(&mut self, out: &mut BytesMut) {
-        if self.state != ClientState::Idle {
+        if self.state != Stage::Idle {
             return;
         }
         let mut c1 = [0u8; HANDSHAKE_SIZE];
@@ -399,7 +451,7 @@ impl ClientHandshake {
         out.reserve(1 + HANDSHAKE_SIZE);
         out.put_u8(RTMP_VERSION);
         out.put_slice(&c1);
-        self.state = ClientState::AwaitS0;
+        self.state = Stage::AwaitVersion;
     }
 
     /// Consumes S0+S1+S2 from the front of `input`, appends C2 to `out`. Returns `Ok(true)` once done:
@@ -412,48 +464,7 @@ impl ClientHandshake {
         input: &mut BytesMut,
         out: &mut BytesMut,
     ) -> Result<bool, HandshakeError> {
-        loop {
-            match self.state {
-                ClientState::Idle => return Err(HandshakeError::NotStarted),
-                ClientState::AwaitS0 => {
-                    let Some(&version) = input.first() else {
-                        return Ok(false);
-                    };
-                    if !is_plain_version(version) {
-                        self.state = ClientState::Failed(version);
-                        return Err(HandshakeError::BadVersion(version));
-                    }
-                    input.advance(1);
-                    self.state = ClientState::AwaitS1;
-                }
-                ClientState::AwaitS1 => {
-                    let Some(s1) = take_packet(input) else {
-                        return Ok(false);
-                    };
-                    self.answer(&s1, out);
-                    self.state = ClientState::AwaitS2;
-                }
-                ClientState::AwaitS2 => {
-                    // Servers vary in how they build S2, so a mismatch is recorded, not fatal.
-                    let Some(s2) = take_packet(input) else {
-                        return Ok(false);
-                    };
-                    self.s2_verified = self
-                        .c1_digest
-                        .map(|digest| verify_response(&s2, &FMS_KEY, &digest));
-                    self.state = ClientState::Done;
-                    return Ok(true);
-                }
-                ClientState::Done => {
-                    return if input.is_empty() {
-                        Ok(true)
-                    } else {
-                        Err(HandshakeError::Finished)
-                    };
-                }
-                ClientState::Failed(version) => return Err(HandshakeError::BadVersion(version)),
-            }
-        }
+        drive(self, input, out)
     }
 
     /// The handshake kind the server answered with (known once S1 has been read): `Digest` only
@@ -467,8 +478,21 @@ impl ClientHandshake {
     pub fn s2_verified(&self) -> Option<bool> {
         self.s2_verified
     }
+}
 
-    fn answer(&mut self, s1: &Packet, out: &mut BytesMut) {
+impl Role for ClientHandshake {
+    fn stage(&mut self) -> &mut Stage {
+        &mut self.state
+    }
+
+    fn on_second(&mut self, s2: &Packet) {
+        // Servers vary in how they build S2, so a mismatch is recorded, not fatal.
+        self.s2_verified = self
+            .c1_digest
+            .map(|digest| verify_response(s2, &FMS_KEY, &digest));
+    }
+
+    fn on_first(&mut self, s1: &Packet, out: &mut BytesMut) {
         let server_digest = match self.kind {
             HandshakeKind::Digest => verify_digest(s1, GENUINE_FMS).map(|(_, digest)| digest),
             HandshakeKind::Simple => None,
@@ -501,6 +525,35 @@ mod tests {
         let mut p = [0u8; N];
         p.copy_from_slice(bytes);
         p
+    }
+
+    /// A client that has written C0+C1, with those bytes.
+    fn started(kind: HandshakeKind, seed: u64) -> (ClientHandshake, BytesMut) {
+        let mut client = ClientHandshake::new(kind, seed);
+        let mut c01 = BytesMut::new();
+        client.start(&mut c01);
+        (client, c01)
+    }
+
+    /// A server fed C0 (version 3) and `c1`, with the S0+S1+S2 it answered.
+    fn server_fed_c1(seed: u64, c1: &Packet) -> (ServerHandshake, BytesMut) {
+        let mut server = ServerHandshake::new(seed);
+        let mut input = BytesMut::from(&[RTMP_VERSION][..]);
+        input.put_slice(c1);
+        let mut out = BytesMut::new();
+        assert_eq!(server.process(&mut input, &mut out), Ok(false));
+        assert!(input.is_empty());
+        (server, out)
+    }
+
+    /// Feeds S0 (version 3), `s1` and `s2` to a started client, which must finish; returns C2.
+    fn client_fed(client: &mut ClientHandshake, s1: &Packet, s2: &[u8]) -> BytesMut {
+        let mut input = BytesMut::from(&[RTMP_VERSION][..]);
+        input.put_slice(s1);
+        input.put_slice(s2);
+        let mut out = BytesMut::new();
+        assert_eq!(client.process(&mut input, &mut out), Ok(true));
+        out
     }
 
     /// A C1 in the digest form with the digest at `scheme`, built independently of the client.
@@ -719,12 +772,7 @@ mod tests {
             verify_digest(&c1, GENUINE_FP).map(|(s, _)| s),
             Some(DigestScheme::One)
         );
-        let mut server = ServerHandshake::new(3);
-        let mut input = BytesMut::new();
-        input.put_u8(3);
-        input.put_slice(&c1);
-        let mut out = BytesMut::new();
-        assert_eq!(server.process(&mut input, &mut out), Ok(false));
+        let (server, out) = server_fed_c1(3, &c1);
         assert_eq!(server.client_kind(), Some(HandshakeKind::Digest));
         let s1 = packet_from(&out[1..1 + N]);
         let s2 = packet_from(&out[1 + N..]);
@@ -743,12 +791,7 @@ mod tests {
         for (i, b) in c1.iter_mut().enumerate().skip(8) {
             *b = (i % 251) as u8;
         }
-        let mut server = ServerHandshake::new(77);
-        let mut input = BytesMut::new();
-        input.put_u8(3);
-        input.put_slice(&c1);
-        let mut out = BytesMut::new();
-        assert_eq!(server.process(&mut input, &mut out), Ok(false));
+        let (server, out) = server_fed_c1(77, &c1);
         assert_eq!(server.client_kind(), Some(HandshakeKind::Simple));
         assert_eq!(out.len(), 1 + 2 * N);
         assert_eq!(out[0], 3);
@@ -760,20 +803,14 @@ mod tests {
     fn nonzero_version_without_valid_digest_gets_simple_answer() {
         let (mut c1, _) = digest_c1(DigestScheme::Zero, 9);
         c1[N - 1] ^= 0xFF;
-        let mut server = ServerHandshake::new(4);
-        let mut input = BytesMut::from(&[3u8][..]);
-        input.put_slice(&c1);
-        let mut out = BytesMut::new();
-        server.process(&mut input, &mut out).unwrap();
+        let (server, out) = server_fed_c1(4, &c1);
         assert_eq!(server.client_kind(), Some(HandshakeKind::Simple));
         assert_eq!(&out[1 + N..], &c1[..]);
     }
 
     #[test]
     fn server_byte_at_a_time() {
-        let mut client = ClientHandshake::new(HandshakeKind::Digest, 5);
-        let mut c01 = BytesMut::new();
-        client.start(&mut c01);
+        let (mut client, c01) = started(HandshakeKind::Digest, 5);
         let mut server = ServerHandshake::new(6);
         let mut input = BytesMut::new();
         let mut out = BytesMut::new();
@@ -803,10 +840,8 @@ mod tests {
 
     #[test]
     fn client_byte_at_a_time_sends_c2_after_s1() {
-        let mut client = ClientHandshake::new(HandshakeKind::Digest, 8);
+        let (mut client, mut c01) = started(HandshakeKind::Digest, 8);
         let mut server = ServerHandshake::new(9);
-        let mut c01 = BytesMut::new();
-        client.start(&mut c01);
         let mut s012 = BytesMut::new();
         server.process(&mut c01, &mut s012).unwrap();
 
@@ -825,10 +860,7 @@ mod tests {
 
     #[test]
     fn server_all_at_once_keeps_leftover() {
-        let mut client = ClientHandshake::new(HandshakeKind::Simple, 1);
-        let mut c01 = BytesMut::new();
-        client.start(&mut c01);
-        let mut input = c01.clone();
+        let (_, mut input) = started(HandshakeKind::Simple, 1);
         input.put_slice(&[0x5A; N]); // C2 content is not checked strictly
         input.put_slice(&[0x03, 0x00, 0x00, 0x00, 0xAA]);
         let mut server = ServerHandshake::new(2);
@@ -851,10 +883,8 @@ mod tests {
 
     #[test]
     fn client_all_at_once_keeps_leftover() {
-        let mut client = ClientHandshake::new(HandshakeKind::Simple, 1);
+        let (mut client, mut c01) = started(HandshakeKind::Simple, 1);
         let mut server = ServerHandshake::new(2);
-        let mut c01 = BytesMut::new();
-        client.start(&mut c01);
         let mut input = BytesMut::new();
         server.process(&mut c01, &mut input).unwrap();
         input.put_slice(b"chunk");
@@ -935,19 +965,13 @@ mod tests {
 
     #[test]
     fn digest_client_with_simple_server_echoes_s1() {
-        let mut client = ClientHandshake::new(HandshakeKind::Digest, 3);
-        let mut c01 = BytesMut::new();
-        client.start(&mut c01);
+        let (mut client, c01) = started(HandshakeKind::Digest, 3);
         // A simple server: S1 without digest, S2 echoing C1.
         let mut s1 = [0u8; N];
         for (i, b) in s1.iter_mut().enumerate().skip(8) {
             *b = (i * 7) as u8;
         }
-        let mut input = BytesMut::from(&[3u8][..]);
-        input.put_slice(&s1);
-        input.put_slice(&c01[1..]);
-        let mut out = BytesMut::new();
-        assert_eq!(client.process(&mut input, &mut out), Ok(true));
+        let out = client_fed(&mut client, &s1, &c01[1..]);
         assert_eq!(&out[..], &s1[..]);
         assert_eq!(client.server_kind(), Some(HandshakeKind::Simple));
         assert_eq!(client.s2_verified(), Some(false), "recorded, not fatal");
@@ -955,17 +979,11 @@ mod tests {
 
     #[test]
     fn simple_client_echoes_even_a_digest_s1() {
-        let mut client = ClientHandshake::new(HandshakeKind::Simple, 3);
-        let mut c01 = BytesMut::new();
-        client.start(&mut c01);
+        let (mut client, _) = started(HandshakeKind::Simple, 3);
         let mut s1 = [0u8; N];
         s1[4..8].copy_from_slice(&SERVER_VERSION);
         embed_digest(&mut s1, DigestScheme::Zero, GENUINE_FMS);
-        let mut input = BytesMut::from(&[3u8][..]);
-        input.put_slice(&s1);
-        input.put_slice(&[0u8; N]);
-        let mut out = BytesMut::new();
-        assert_eq!(client.process(&mut input, &mut out), Ok(true));
+        let out = client_fed(&mut client, &s1, &[0u8; N]);
         assert_eq!(&out[..], &s1[..]);
         assert_eq!(client.server_kind(), Some(HandshakeKind::Simple));
     }
@@ -1068,9 +1086,7 @@ mod tests {
                 data[0] = 3;
             }
             let kind = if digest { HandshakeKind::Digest } else { HandshakeKind::Simple };
-            let mut client = ClientHandshake::new(kind, seed);
-            let mut c01 = BytesMut::new();
-            client.start(&mut c01);
+            let (mut client, _) = started(kind, seed);
             let (result, input, out) = feed_in_pieces(&data, &cuts, |i, o| client.process(i, o));
             prop_assert!(out.is_empty() || out.len() == N);
             if plain && data.len() > 2 * N {

@@ -279,7 +279,7 @@ fn color_bit_depth(
 
 #[cfg(test)]
 mod tests {
-    use super::super::bits::tests::{hex, BitWriter};
+    use super::super::bits::tests::{facts, hex, BitWriter};
     use super::super::samples;
     use super::*;
 
@@ -296,11 +296,16 @@ mod tests {
     fn libaom_720p30() {
         let p = params(samples::AV1_720P30_AOM);
         assert_eq!(p.codec, VideoCodec::Av1);
-        assert_eq!(p.profile.as_deref(), Some("Main"));
-        assert_eq!(p.level, Some(3.1));
-        assert_eq!((p.width, p.height), (1280, 720));
-        assert_eq!(p.fps, None);
-        assert_eq!(p.codec_string.as_deref(), Some("av01.0.05M.08"));
+        assert_eq!(
+            facts(&p),
+            (
+                Some("Main"),
+                Some(3.1),
+                (1280, 720),
+                None,
+                Some("av01.0.05M.08")
+            )
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! profile, level, cropped picture size and VUI frame rate.
 
 use super::bits::{unescape_rbsp, BitReader};
+use super::sps::{chroma_subsampling, cropped, skip_vui_description, vui_timing};
 use super::{ParamsError, VideoParams};
 use crate::codec::VideoCodec;
 
@@ -152,32 +153,16 @@ pub fn parse_sps(rbsp: &[u8]) -> Result<AvcSps, ParamsError> {
 
     // Cropping is counted in chroma sample units (H.264 equations 7-19 to 7-22); a field-coded
     // stream's map units are field macroblock pairs, hence the factor of two.
-    let chroma_array_type = if separate_colour_plane {
-        0
-    } else {
-        chroma_format_idc
-    };
-    let (sub_width, sub_height) = match chroma_array_type {
-        1 => (2, 2),
-        2 => (2, 1),
-        _ => (1, 1),
-    };
+    let (sub_width, sub_height) = chroma_subsampling(chroma_format_idc, separate_colour_plane);
     let field_factor = if frame_mbs_only { 1 } else { 2 };
-    let crop_unit_x = sub_width;
-    let crop_unit_y = sub_height * field_factor;
-    let full_width = width_mbs * 16;
-    let full_height = height_map_units * 16 * field_factor;
-    let width = full_width
-        .checked_sub((crop_left + crop_right) * crop_unit_x)
-        .ok_or(r.malformed())?;
-    let height = full_height
-        .checked_sub((crop_top + crop_bottom) * crop_unit_y)
-        .ok_or(r.malformed())?;
-    let width = u32::try_from(width).map_err(|_| r.malformed())?;
-    let height = u32::try_from(height).map_err(|_| r.malformed())?;
-    if width == 0 || height == 0 {
-        return Err(r.malformed());
-    }
+    let width = cropped(&r, width_mbs * 16, sub_width, crop_left, crop_right)?;
+    let height = cropped(
+        &r,
+        height_map_units * 16 * field_factor,
+        sub_height * field_factor,
+        crop_top,
+        crop_bottom,
+    )?;
 
     let fps = if r.flag()? { vui_fps(&mut r)? } else { None };
 
@@ -214,38 +199,11 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), ParamsErr
 /// Reads the VUI up to the timing info. A VUI cut short after the timing info is still fine: the
 /// fields after it (HRD, restrictions) are not needed.
 fn vui_fps(r: &mut BitReader<'_>) -> Result<Option<f64>, ParamsError> {
-    if r.flag()? {
-        // aspect_ratio_idc 255 is Extended_SAR with explicit 16-bit width and height.
-        if r.u8(8)? == 255 {
-            r.skip(32)?;
-        }
-    }
-    if r.flag()? {
-        let _overscan_appropriate = r.flag()?;
-    }
-    if r.flag()? {
-        // video_format, video_full_range_flag, then optional primaries/transfer/matrix.
-        r.skip(4)?;
-        if r.flag()? {
-            r.skip(24)?;
-        }
-    }
-    if r.flag()? {
-        r.ue()?;
-        r.ue()?;
-    }
-    if !r.flag()? {
-        return Ok(None);
-    }
-    let num_units_in_tick = r.bits(32)?;
-    let time_scale = r.bits(32)?;
-    if num_units_in_tick == 0 || time_scale == 0 {
-        return Ok(None);
-    }
+    skip_vui_description(r)?;
     // A tick is a field period (H.264 §E.2.1), so a frame lasts two of them.
-    Ok(Some(
-        f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick)),
-    ))
+    Ok(vui_timing(r)?.map(|(num_units_in_tick, time_scale)| {
+        f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick))
+    }))
 }
 
 /// The profile name players show, ffprobe-style.
@@ -273,7 +231,7 @@ pub fn profile_name(profile_idc: u8, constraint_flags: u8) -> Option<&'static st
 
 #[cfg(test)]
 mod tests {
-    use super::super::bits::tests::{escape_rbsp, hex, BitWriter};
+    use super::super::bits::tests::{escape_rbsp, facts, hex, BitWriter};
     use super::super::samples;
     use super::*;
 
@@ -292,41 +250,61 @@ mod tests {
     fn x264_720p30_high() {
         let p = params(samples::AVC_720P30_HIGH);
         assert_eq!(p.codec, VideoCodec::Avc);
-        assert_eq!(p.profile.as_deref(), Some("High"));
-        assert_eq!(p.level, Some(3.1));
-        assert_eq!((p.width, p.height), (1280, 720));
-        assert_eq!(p.fps, Some(30.0));
-        assert_eq!(p.codec_string.as_deref(), Some("avc1.64001f"));
+        assert_eq!(
+            facts(&p),
+            (
+                Some("High"),
+                Some(3.1),
+                (1280, 720),
+                Some(30.0),
+                Some("avc1.64001f")
+            )
+        );
     }
 
     #[test]
     fn x264_854x480_constrained_baseline() {
         let p = params(samples::AVC_480P25_BASELINE);
-        assert_eq!(p.profile.as_deref(), Some("Constrained Baseline"));
-        assert_eq!(p.level, Some(3.0));
-        assert_eq!((p.width, p.height), (854, 480));
-        assert_eq!(p.fps, Some(25.0));
-        assert_eq!(p.codec_string.as_deref(), Some("avc1.42c01e"));
+        assert_eq!(
+            facts(&p),
+            (
+                Some("Constrained Baseline"),
+                Some(3.0),
+                (854, 480),
+                Some(25.0),
+                Some("avc1.42c01e")
+            )
+        );
     }
 
     #[test]
     fn x264_1080p60_main_is_cropped_from_1088() {
         let p = params(samples::AVC_1080P60_MAIN);
-        assert_eq!(p.profile.as_deref(), Some("Main"));
-        assert_eq!(p.level, Some(4.2));
-        assert_eq!((p.width, p.height), (1920, 1080));
-        assert_eq!(p.fps, Some(60.0));
-        assert_eq!(p.codec_string.as_deref(), Some("avc1.4d402a"));
+        assert_eq!(
+            facts(&p),
+            (
+                Some("Main"),
+                Some(4.2),
+                (1920, 1080),
+                Some(60.0),
+                Some("avc1.4d402a")
+            )
+        );
     }
 
     #[test]
     fn x264_1080_444_ntsc_rate() {
         let p = params(samples::AVC_1080P23_444);
-        assert_eq!(p.profile.as_deref(), Some("High 4:4:4 Predictive"));
-        assert_eq!(p.level, Some(4.0));
-        assert_eq!((p.width, p.height), (1920, 1080));
-        assert_eq!(p.fps, Some(24000.0 / 1001.0));
-        assert_eq!(p.codec_string.as_deref(), Some("avc1.f40028"));
+        assert_eq!(
+            facts(&p),
+            (
+                Some("High 4:4:4 Predictive"),
+                Some(4.0),
+                (1920, 1080),
+                Some(24000.0 / 1001.0),
+                Some("avc1.f40028")
+            )
+        );
         let sps = parse_sps(&unescape_rbsp(
             first_sps(&record(samples::AVC_1080P23_444)).unwrap(),
         ))

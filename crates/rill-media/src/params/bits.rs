@@ -124,6 +124,7 @@ pub(crate) fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::super::VideoParams;
     use super::*;
 
     /// Test helper that writes the same codes the reader reads, to build records by hand.
@@ -206,6 +207,26 @@ pub(crate) mod tests {
             out.push(b);
         }
         out
+    }
+
+    /// profile, level, size, fps and codec string of a [`VideoParams`].
+    pub(crate) type Facts<'a> = (
+        Option<&'a str>,
+        Option<f64>,
+        (u32, u32),
+        Option<f64>,
+        Option<&'a str>,
+    );
+
+    /// What the sample tests compare, as one tuple so that a mismatch shows every field.
+    pub(crate) fn facts(p: &VideoParams) -> Facts<'_> {
+        (
+            p.profile.as_deref(),
+            p.level,
+            (p.width, p.height),
+            p.fps,
+            p.codec_string.as_deref(),
+        )
     }
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {

@@ -3,6 +3,7 @@
 //! cropped picture size and the VUI frame rate.
 
 use super::bits::{unescape_rbsp, BitReader};
+use super::sps::{chroma_subsampling, cropped, skip_vui_description, vui_timing};
 use super::{ParamsError, VideoParams};
 use crate::codec::VideoCodec;
 
@@ -170,28 +171,10 @@ pub fn parse_sps(rbsp: &[u8]) -> Result<HevcSps, ParamsError> {
         }
     }
     // Conformance window offsets count chroma samples (H.265 equations 7-1, 7-2 and Table 6-1).
-    let chroma_array_type = if separate_colour_plane {
-        0
-    } else {
-        chroma_format_idc
-    };
-    let (sub_width, sub_height) = match chroma_array_type {
-        1 => (2u64, 2u64),
-        2 => (2, 1),
-        _ => (1, 1),
-    };
+    let (sub_width, sub_height) = chroma_subsampling(chroma_format_idc, separate_colour_plane);
     let [left, right, top, bottom] = window.map(u64::from);
-    let width = u64::from(pic_width)
-        .checked_sub(sub_width * (left + right))
-        .ok_or(r.malformed())?;
-    let height = u64::from(pic_height)
-        .checked_sub(sub_height * (top + bottom))
-        .ok_or(r.malformed())?;
-    let width = u32::try_from(width).map_err(|_| r.malformed())?;
-    let height = u32::try_from(height).map_err(|_| r.malformed())?;
-    if width == 0 || height == 0 {
-        return Err(r.malformed());
-    }
+    let width = cropped(&r, u64::from(pic_width), sub_width, left, right)?;
+    let height = cropped(&r, u64::from(pic_height), sub_height, top, bottom)?;
 
     let luma_minus8 = r.ue()?;
     let _chroma_minus8 = r.ue()?;
@@ -332,39 +315,19 @@ fn st_ref_pic_set(
 
 /// vui_parameters() up to the timing info, H.265 §E.2.1.
 fn vui_fps(r: &mut BitReader<'_>) -> Result<Option<f64>, ParamsError> {
-    if r.flag()? && r.u8(8)? == 255 {
-        r.skip(32)?;
-    }
-    if r.flag()? {
-        r.skip(1)?;
-    }
-    if r.flag()? {
-        r.skip(4)?;
-        if r.flag()? {
-            r.skip(24)?;
-        }
-    }
-    if r.flag()? {
-        r.ue()?;
-        r.ue()?;
-    }
+    skip_vui_description(r)?;
     // neutral_chroma_indication, field_seq, frame_field_info_present.
     r.skip(3)?;
     if r.flag()? {
+        // default_display_window offsets.
         for _ in 0..4 {
             r.ue()?;
         }
     }
-    if !r.flag()? {
-        return Ok(None);
-    }
-    let num_units_in_tick = r.bits(32)?;
-    let time_scale = r.bits(32)?;
-    if num_units_in_tick == 0 || time_scale == 0 {
-        return Ok(None);
-    }
     // Unlike H.264, an HEVC tick is a whole picture period.
-    Ok(Some(f64::from(time_scale) / f64::from(num_units_in_tick)))
+    Ok(vui_timing(r)?.map(|(num_units_in_tick, time_scale)| {
+        f64::from(time_scale) / f64::from(num_units_in_tick)
+    }))
 }
 
 /// The profile name, ffprobe-style. A zero profile_idc defers to the compatibility flags.
@@ -418,7 +381,7 @@ pub fn codec_string(p: &HevcProfile) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bits::tests::{escape_rbsp, hex, BitWriter};
+    use super::super::bits::tests::{escape_rbsp, facts, hex, BitWriter};
     use super::super::samples;
     use super::*;
 
@@ -432,23 +395,34 @@ mod tests {
     fn x265_720p30_main() {
         let p = params(samples::HEVC_720P30_MAIN);
         assert_eq!(p.codec, VideoCodec::Hevc);
-        assert_eq!(p.profile.as_deref(), Some("Main"));
-        assert_eq!(p.level, Some(3.1));
-        assert_eq!((p.width, p.height), (1280, 720));
-        assert_eq!(p.fps, Some(30.0));
-        // ffmpeg 5.1's DASH muxer only writes "hev1" here, so this follows ISO/IEC 14496-15
-        // Annex E: no profile space, profile 1, flags 0x60000000 reversed, Main tier, 93, 0x90.
-        assert_eq!(p.codec_string.as_deref(), Some("hvc1.1.6.L93.90"));
+        // ffmpeg 5.1's DASH muxer only writes "hev1" here, so the codec string follows ISO/IEC
+        // 14496-15 Annex E: no profile space, profile 1, flags 0x60000000 reversed, Main tier,
+        // 93, 0x90.
+        assert_eq!(
+            facts(&p),
+            (
+                Some("Main"),
+                Some(3.1),
+                (1280, 720),
+                Some(30.0),
+                Some("hvc1.1.6.L93.90")
+            )
+        );
     }
 
     #[test]
     fn x265_854x480_main10_cropped() {
         let p = params(samples::HEVC_480P25_MAIN10);
-        assert_eq!(p.profile.as_deref(), Some("Main 10"));
-        assert_eq!(p.level, Some(3.0));
-        assert_eq!((p.width, p.height), (854, 480));
-        assert_eq!(p.fps, Some(25.0));
-        assert_eq!(p.codec_string.as_deref(), Some("hvc1.2.4.L90.90"));
+        assert_eq!(
+            facts(&p),
+            (
+                Some("Main 10"),
+                Some(3.0),
+                (854, 480),
+                Some(25.0),
+                Some("hvc1.2.4.L90.90")
+            )
+        );
         let sps = parse_sps(&unescape_rbsp(
             find_sps(&hex(samples::HEVC_480P25_MAIN10))
                 .unwrap()
@@ -463,11 +437,16 @@ mod tests {
     #[test]
     fn x265_1080p60_cropped_from_1088() {
         let p = params(samples::HEVC_1080P60_MAIN);
-        assert_eq!(p.profile.as_deref(), Some("Main"));
-        assert_eq!(p.level, Some(4.1));
-        assert_eq!((p.width, p.height), (1920, 1080));
-        assert_eq!(p.fps, Some(60.0));
-        assert_eq!(p.codec_string.as_deref(), Some("hvc1.1.6.L123.90"));
+        assert_eq!(
+            facts(&p),
+            (
+                Some("Main"),
+                Some(4.1),
+                (1920, 1080),
+                Some(60.0),
+                Some("hvc1.1.6.L123.90")
+            )
+        );
     }
 
     #[test]
@@ -608,6 +587,19 @@ mod tests {
         assert_eq!(p.codec_string.as_deref(), Some("hvc1.4.10.H153.90"));
     }
 
+    /// A 4:2:0 SPS without sub-layers, written up to its picture size.
+    fn minimal_sps_start(width: u32, height: u32) -> BitWriter {
+        let mut w = BitWriter::new();
+        w.bits(16, 0x4201)
+            .bits(8, 1)
+            .bits(96, 0)
+            .ue(0)
+            .ue(1)
+            .ue(width)
+            .ue(height);
+        w
+    }
+
     #[test]
     fn missing_sps_and_bad_windows() {
         let mut rec = hex(samples::HEVC_720P30_MAIN)[..22].to_vec();
@@ -618,36 +610,15 @@ mod tests {
         rec.extend_from_slice(&[0xA1, 0, 2, 0, 1, 0x42]);
         assert!(hvcc_params(&rec).is_err());
         // Conformance window wider than the picture.
-        let mut w = BitWriter::new();
-        w.bits(16, 0x4201)
-            .bits(8, 1)
-            .bits(96, 0)
-            .ue(0)
-            .ue(1)
-            .ue(16)
-            .ue(16);
+        let mut w = minimal_sps_start(16, 16);
         w.bit(true).ue(5).ue(4).ue(0).ue(0);
         assert!(parse_sps(&w.finish_rbsp()).is_err());
         // ... or exactly as wide: nothing left to show.
-        let mut w = BitWriter::new();
-        w.bits(16, 0x4201)
-            .bits(8, 1)
-            .bits(96, 0)
-            .ue(0)
-            .ue(1)
-            .ue(16)
-            .ue(16);
+        let mut w = minimal_sps_start(16, 16);
         w.bit(true).ue(4).ue(4).ue(0).ue(0);
         assert!(parse_sps(&w.finish_rbsp()).is_err());
         // Truncated VUI: size still known, frame rate unknown.
-        let mut w = BitWriter::new();
-        w.bits(16, 0x4201)
-            .bits(8, 1)
-            .bits(96, 0)
-            .ue(0)
-            .ue(1)
-            .ue(64)
-            .ue(32);
+        let mut w = minimal_sps_start(64, 32);
         w.bit(false).ue(0).ue(0);
         let sps = parse_sps(&w.finish_rbsp()).unwrap();
         assert_eq!((sps.width, sps.height, sps.fps), (64, 32, None));

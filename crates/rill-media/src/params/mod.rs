@@ -11,6 +11,7 @@ pub mod misc_audio;
 pub mod opus;
 #[cfg(test)]
 mod samples;
+mod sps;
 pub mod vp9;
 
 use crate::codec::{AudioCodec, VideoCodec};
