@@ -1,7 +1,9 @@
-// Probe shared by hls.html and dash.html (flv.html keeps its own inline copy): records media events
-// with wall-clock times into window.__events ([name, ms since page start, Unix ms]), player and
-// media errors into window.__errors, and exposes window.__video and window.__frameStats() (luma
-// mean/std-dev, colour bins and a hash of the current frame drawn into a 160x90 canvas).
+// Probe shared by flv.html, mp4.html, hls.html and dash.html (load it after <video id="v">): records
+// media events with wall-clock times into window.__events ([name, ms since page start, Unix ms]),
+// player and media errors into window.__errors (non-fatal ones into window.__warnings), and exposes
+// window.__video, window.__codecs (H.264+AAC through MSE; a page playing without MSE overrides it)
+// and window.__frameStats() (luma mean/std-dev, colour bins and a hash of the current frame drawn
+// into a 160x90 canvas).
 //
 // It also holds the start gate: window.__waitForManifest(url) resolves once `url` answers 200
 // with `needle` in its body, so a page can be opened before the stream exists and start its
@@ -11,11 +13,14 @@ window.__events = [];
 window.__errors = [];
 window.__warnings = [];
 window.__timing = { page_unix_ms: Date.now() };
+// Every page shows only the video, filling the viewport (and so the screenshots).
+document.head.insertAdjacentHTML('beforeend',
+  '<style>html, body { margin: 0; background: #000; } video { width: 100vw; height: 100vh; display: block; }</style>');
 const video = document.getElementById('v');
 window.__video = video;
 
 const pageT0 = performance.now();
-for (const name of ['loadedmetadata', 'canplay', 'playing', 'waiting', 'stalled', 'error']) {
+for (const name of ['loadedmetadata', 'canplay', 'playing', 'waiting', 'stalled', 'ended', 'error']) {
   video.addEventListener(name, () => {
     window.__events.push([name, Math.round(performance.now() - pageT0), Date.now()]);
     if (name === 'error' && video.error) {
@@ -24,6 +29,7 @@ for (const name of ['loadedmetadata', 'canplay', 'playing', 'waiting', 'stalled'
   });
 }
 
+// A small canvas is enough to tell a real picture from a black or blank frame, and cheap to read.
 const canvas = document.createElement('canvas');
 canvas.width = 160;
 canvas.height = 90;

@@ -12,12 +12,11 @@
 //!
 //! Screenshots land in `target/tmp/browser-shots/` for a human to look at.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use common::browser;
 use tokio::time::timeout;
 
 const APP: &str = "live";
@@ -34,121 +33,13 @@ const PLAY_SECONDS: u32 = 2;
 /// 5 s. The publisher is killed as soon as the test is done, so the length costs nothing.
 const PUBLISH_SECONDS: u32 = 30;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn browser_dir() -> PathBuf {
-    repo_root().join("tests/browser")
-}
-
-fn runs(program: &str, arg: &str) -> bool {
-    std::process::Command::new(program)
-        .arg(arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Same lookup as play.js: `$CHROMIUM`, else `chromium` on PATH.
-fn chromium_found() -> bool {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return Path::new(&path).is_file();
-    }
-    std::process::Command::new("sh")
-        .args(["-c", "command -v chromium"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// True when everything the test needs is installed. Otherwise a panic under CI, or a skip message.
 fn prerequisites_present() -> bool {
-    let modules = browser_dir().join("node_modules");
-    let mut missing = Vec::new();
-    if !chromium_found() {
-        missing.push("chromium");
-    }
-    if !runs("node", "--version") {
-        missing.push("node");
-    }
-    if !runs("ffmpeg", "-version") {
-        missing.push("ffmpeg");
-    }
-    if !modules.join("playwright-core/package.json").is_file()
-        || !modules.join("mpegts.js/dist/mpegts.js").is_file()
-    {
-        missing.push("tests/browser/node_modules (playwright-core, mpegts.js)");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let missing = missing.join(", ");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "browser test prerequisites missing under CI: {missing} (run scripts/setup-browser)"
-        );
-    }
-    eprintln!("SKIPPED browser_flv: missing {missing} (run scripts/setup-browser to install)");
-    false
-}
-
-/// A live 1280x720 30 fps H.264 (keyframe every second, so a player starts within a second) + AAC
-/// test pattern, published in real time.
-fn spawn_publisher(url: &str) -> Child {
-    Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        // ultrafast leaves the second core to Chromium's software decoder on a 2-core machine.
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "30", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &PUBLISH_SECONDS.to_string(), "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        // -loglevel error keeps this tiny, so the unread pipe never fills.
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot spawn ffmpeg")
-}
-
-async fn publisher_stderr(child: &mut Child) -> String {
-    if matches!(child.try_wait(), Ok(None)) {
-        let _ = child.start_kill();
-    }
-    let _ = timeout(Duration::from_secs(5), child.wait()).await;
-    let mut text = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = timeout(Duration::from_secs(5), err.read_to_string(&mut text)).await;
-    }
-    text
-}
-
-async fn wait_publishing(server: &rill::ServerHandle, publisher: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !server.is_publishing(APP, STREAM) {
-        if Instant::now() >= deadline || !matches!(publisher.try_wait(), Ok(None)) {
-            let status = publisher.try_wait();
-            let stderr = publisher_stderr(publisher).await;
-            panic!("{APP}/{STREAM} never became live (ffmpeg {status:?}, stderr: {stderr})");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    browser::prerequisites_present(
+        "browser_flv",
+        &["ffmpeg"],
+        &["playwright-core/package.json", "mpegts.js/dist/mpegts.js"],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,48 +54,24 @@ async fn chromium_plays_http_flv_and_ws_flv() {
 
 async fn run() {
     let started = Instant::now();
-    let server = timeout(
-        Duration::from_secs(10),
-        rill::Server::builder(rill::Config::loopback_ephemeral()).start(),
-    )
-    .await
-    .expect("server start timed out")
-    .expect("server failed to start");
+    let server = common::start_server().await;
+    let rtmp = common::rtmp_url(&server, APP, STREAM);
+    let http_flv = common::http_flv_url(&server, APP, STREAM);
+    let ws_flv = common::ws_flv_url(&server, APP, STREAM);
 
-    let rtmp = format!(
-        "rtmp://127.0.0.1:{}/{APP}/{STREAM}",
-        server.rtmp_addr().port()
-    );
-    let http_port = server.http_addr().port();
-    let http_flv = format!("http://127.0.0.1:{http_port}/{APP}/{STREAM}.flv");
-    let ws_flv = format!("ws://127.0.0.1:{http_port}/{APP}/{STREAM}.flv");
-
-    let mut publisher = spawn_publisher(&rtmp);
-    wait_publishing(&server, &mut publisher).await;
+    // A keyframe every second, so a player starts within a second.
+    let mut publisher = common::spawn_ffmpeg_publisher(&rtmp, PUBLISH_SECONDS);
+    common::wait_publishing(&server, APP, STREAM, &mut publisher).await;
     let live_after = started.elapsed();
 
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-shots");
-    let dir = browser_dir();
-    let player = Command::new("node")
-        .arg(dir.join("play.js"))
-        .arg("--shots")
-        .arg(&shots)
-        .args(["--seconds", &PLAY_SECONDS.to_string()])
-        .args(["--deadline", &PLAYER_DEADLINE_SECS.to_string()])
-        .args([&http_flv, &ws_flv])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot spawn node");
-    let output = timeout(PLAYER_TIMEOUT, player.wait_with_output())
-        .await
-        .expect("play.js did not finish in time")
-        .expect("cannot wait for play.js");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut args = browser::script_options(PLAY_SECONDS, PLAYER_DEADLINE_SECS);
+    args.extend([http_flv.clone(), ws_flv.clone()]);
+    let browser::NodeRun {
+        results,
+        stdout,
+        stderr,
+        status,
+    } = browser::run_node("play.js", &args, PLAYER_TIMEOUT).await;
     eprintln!(
         "published live after {live_after:?}; play.js took {:?}\n{stderr}{stdout}",
         started.elapsed() - live_after
@@ -214,14 +81,9 @@ async fn run() {
     assert!(
         server.is_publishing(APP, STREAM),
         "the publisher dropped during playback: {}",
-        publisher_stderr(&mut publisher).await
+        common::child_stderr(&mut publisher).await
     );
 
-    let results: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter(|l| l.trim_start().starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad result line {l}: {e}")))
-        .collect();
     assert_eq!(
         results.len(),
         2,
@@ -247,9 +109,8 @@ async fn run() {
         );
     }
     assert!(
-        output.status.success(),
-        "play.js exited with {}; stderr: {stderr}",
-        output.status
+        status.success(),
+        "play.js exited with {status}; stderr: {stderr}"
     );
 
     drop(publisher);

@@ -22,13 +22,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::browser;
 use rill::config::{SegmentFormat, TransTask};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::time::timeout;
 
 const STREAM: &str = "cam";
@@ -53,67 +53,17 @@ const DASH: Case = ("dash", "dash", "index.mpd");
 const LL_HLS: Case = ("llhls", "llhls", "index.m3u8");
 const HLS_FMP4: Case = ("fmp4", "hls", "index.m3u8");
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
-}
-
-fn runs(program: &str, arg: &str) -> bool {
-    std::process::Command::new(program)
-        .arg(arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn chromium_found() -> bool {
-    if let Ok(path) = std::env::var("CHROMIUM") {
-        return Path::new(&path).is_file();
-    }
-    std::process::Command::new("sh")
-        .args(["-c", "command -v chromium"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// True when everything the test needs is installed. Otherwise a panic under CI, or a skip message.
 fn prerequisites_present() -> bool {
-    let modules = browser_dir().join("node_modules");
-    let mut missing = Vec::new();
-    if !chromium_found() {
-        missing.push("chromium");
-    }
-    if !runs("node", "--version") {
-        missing.push("node");
-    }
-    if !runs("ffmpeg", "-version") {
-        missing.push("ffmpeg");
-    }
-    if !modules.join("playwright-core/package.json").is_file()
-        || !modules.join("hls.js/dist/hls.min.js").is_file()
-        || !modules
-            .join("dashjs/dist/modern/umd/dash.all.min.js")
-            .is_file()
-    {
-        missing.push("tests/browser/node_modules (playwright-core, hls.js, dashjs)");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let missing = missing.join(", ");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "browser test prerequisites missing under CI: {missing} (run scripts/setup-browser)"
-        );
-    }
-    eprintln!("SKIPPED browser_hls: missing {missing} (run scripts/setup-browser to install)");
-    false
+    browser::prerequisites_present(
+        "browser_hls",
+        &["ffmpeg"],
+        &[
+            "playwright-core/package.json",
+            "hls.js/dist/hls.min.js",
+            "dashjs/dist/modern/umd/dash.all.min.js",
+        ],
+    )
 }
 
 fn unix_ms() -> u64 {
@@ -121,44 +71,6 @@ fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// A live 1280x720 30 fps H.264 (keyframe every second) + AAC test pattern, in real time.
-fn spawn_publisher(url: &str) -> Child {
-    Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        // ultrafast leaves the second core to Chromium's software decoder on a 2-core machine.
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "30", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &PUBLISH_SECONDS.to_string(), "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot spawn ffmpeg")
-}
-
-async fn publisher_stderr(child: &mut Child) -> String {
-    if matches!(child.try_wait(), Ok(None)) {
-        let _ = child.start_kill();
-    }
-    let _ = timeout(Duration::from_secs(5), child.wait()).await;
-    let mut text = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = timeout(Duration::from_secs(5), err.read_to_string(&mut text)).await;
-    }
-    text
 }
 
 fn tasks() -> Vec<TransTask> {
@@ -249,28 +161,13 @@ async fn run(cases: &[Case]) {
     let rtmp_port = server.rtmp_addr().port();
 
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let shots = tmp.join("browser-shots");
-    let dir = browser_dir();
-    let mut player = Command::new("node");
-    player
-        .arg(dir.join("play-hls.js"))
-        .arg("--shots")
-        .arg(&shots)
-        .args(["--seconds", &PLAY_SECONDS.to_string()])
-        .args(["--deadline", &PLAYER_DEADLINE_SECS.to_string()]);
+    let mut args = browser::script_options(PLAY_SECONDS, PLAYER_DEADLINE_SECS);
     for (name, kind, file) in cases {
-        player.arg(format!(
+        args.push(format!(
             "{name},{kind},http://127.0.0.1:{http_port}/{name}/{STREAM}/{file}"
         ));
     }
-    let mut player = player
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot spawn node");
+    let mut player = browser::spawn_node("play-hls.js", &args);
     let mut stderr_pipe = player.stderr.take().expect("stderr");
     let stderr_task = tokio::spawn(async move {
         let mut s = String::new();
@@ -294,7 +191,7 @@ async fn run(cases: &[Case]) {
             if msg["event"] == "ready" {
                 let url = format!("rtmp://127.0.0.1:{rtmp_port}/{case}/{STREAM}");
                 let spawned_unix_ms = unix_ms();
-                let publisher = spawn_publisher(&url);
+                let publisher = common::spawn_ffmpeg_publisher(&url, PUBLISH_SECONDS);
                 live.insert(
                     case,
                     Live {
@@ -310,7 +207,7 @@ async fn run(cases: &[Case]) {
             };
             // A publisher that died mid-case explains any playback failure.
             if !server.is_publishing(&case, STREAM) {
-                let stderr = publisher_stderr(&mut l.publisher).await;
+                let stderr = common::child_stderr(&mut l.publisher).await;
                 panic!("{case}: the publisher was not live at the end of its case: {stderr}");
             }
             drop(l.publisher);

@@ -11,13 +11,11 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
-use futures_util::StreamExt;
 use rill::client::{ClientError, RtmpPlayer, RtmpPublisher};
-use rill_media::flv::{self, AudioPacket, FlvDemuxer, FlvTag, VideoPacket};
+use rill_media::flv::{self, AudioPacket, VideoPacket};
 use rill_media::{AudioCodec, Codec, Frame, FrameKind, VideoCodec};
 use rill_rtmp::amf0::{self, Amf0Value};
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
 
 /// Coded video frames to collect from the 30 fps ffmpeg stream (two seconds).
 const VIDEO_FRAMES: usize = 60;
@@ -82,8 +80,7 @@ async fn rtmp_player_gets_headers_then_a_keyframe() {
     bounded(async {
         let server = start_server().await;
         let url = rtmp_url(&server, "live", "cam1");
-        let mut publisher = spawn_ffmpeg_publisher(&url, 30);
-        wait_publishing(&server, "live", "cam1", &mut publisher).await;
+        let publisher = publish_live(&server, "live", "cam1", 30).await;
 
         let mut player = timeout(Duration::from_secs(10), RtmpPlayer::connect(&url))
             .await
@@ -179,8 +176,7 @@ async fn ws_flv_viewer_gets_a_well_formed_flv_stream() {
     let _turn = serial().await;
     bounded(async {
         let server = start_server().await;
-        let mut publisher = spawn_ffmpeg_publisher(&rtmp_url(&server, "live", "cam1"), 30);
-        wait_publishing(&server, "live", "cam1", &mut publisher).await;
+        let publisher = publish_live(&server, "live", "cam1", 30).await;
 
         let url = ws_flv_url(&server, "live", "cam1");
         let (mut ws, _) = timeout(
@@ -190,38 +186,10 @@ async fn ws_flv_viewer_gets_a_well_formed_flv_stream() {
         .await
         .expect("WebSocket connect timed out")
         .expect("WebSocket connect failed");
-        let mut demuxer = FlvDemuxer::new(16 * 1024 * 1024);
-        let mut buf = BytesMut::new();
-        let mut tags: Vec<FlvTag> = Vec::new();
-        let is_coded_video = |t: &FlvTag| {
-            t.tag_type == 9
-                && flv::parse_video_header(&t.body).unwrap().packet == VideoPacket::CodedFrames
-        };
-        timeout(Duration::from_secs(15), async {
-            while tags.iter().filter(|t| is_coded_video(t)).count() < VIDEO_FRAMES {
-                match ws
-                    .next()
-                    .await
-                    .expect("WebSocket closed")
-                    .expect("WebSocket error")
-                {
-                    Message::Binary(data) => buf.extend_from_slice(&data),
-                    Message::Close(frame) => panic!("server closed the WebSocket: {frame:?}"),
-                    _ => continue,
-                }
-                while let Some(tag) = demuxer
-                    .next_tag(&mut buf)
-                    .expect("invalid FLV from the server")
-                {
-                    tags.push(tag);
-                }
-            }
-        })
-        .await
-        .expect("too few FLV tags within 15 s");
+        let (header, tags) = read_ws_flv(&mut ws, VIDEO_FRAMES, "over WS").await;
 
         assert_eq!(
-            demuxer.header(),
+            header,
             Some((true, true)),
             "FLV header must flag audio and video"
         );

@@ -25,7 +25,6 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -54,18 +53,6 @@ const LATE_READ_S: u32 = 2;
 /// soon as the checks are done.
 const PUBLISH_S: u32 = 10;
 
-fn under_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// A tool is missing: fails under CI, otherwise prints why the test skips.
-fn tool_missing(why: &str) {
-    if under_ci() {
-        panic!("{why} (required under CI=true; scripts/setup-modern-ffmpeg installs it)");
-    }
-    eprintln!("SKIPPED: {why}");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Finding the modern ffmpeg
 // ---------------------------------------------------------------------------------------------
@@ -82,91 +69,7 @@ const MODERN_ENCODERS: [&str; 6] = [
 
 /// The modern ffmpeg's path, or `None` (after a skip note, or a panic under CI).
 fn modern_ffmpeg() -> Option<PathBuf> {
-    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match FOUND.get_or_init(find_modern_ffmpeg) {
-        Ok(path) => Some(path.clone()),
-        Err(why) => {
-            tool_missing(why);
-            None
-        }
-    }
-}
-
-fn find_modern_ffmpeg() -> Result<PathBuf, String> {
-    let path = match std::env::var_os("RILL_MODERN_FFMPEG") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => {
-            let out = std::process::Command::new("python3")
-                .args([
-                    "-c",
-                    "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())",
-                ])
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("modern ffmpeg: cannot run python3: {e}"))?;
-            if !out.status.success() {
-                return Err(
-                    "modern ffmpeg: the Python module imageio_ffmpeg is not installed \
-                            (run scripts/setup-modern-ffmpeg)"
-                        .into(),
-                );
-            }
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        }
-    };
-    let version = std::process::Command::new(&path)
-        .args(["-hide_banner", "-version"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("modern ffmpeg {}: cannot run: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&version.stdout);
-    let major = ffmpeg_major_version(&text).ok_or_else(|| {
-        format!(
-            "modern ffmpeg {}: unreadable -version: {text}",
-            path.display()
-        )
-    })?;
-    // Enhanced RTMP muxing of HEVC/AV1/VP9 arrived in 6.1 and Opus-in-FLV in 7.
-    if major < 7 {
-        return Err(format!(
-            "modern ffmpeg {} is version {major}; 7 or newer is needed",
-            path.display()
-        ));
-    }
-    let encoders = std::process::Command::new(&path)
-        .args(["-hide_banner", "-encoders"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!(
-                "modern ffmpeg {}: cannot list encoders: {e}",
-                path.display()
-            )
-        })?;
-    let listed = String::from_utf8_lossy(&encoders.stdout);
-    for enc in MODERN_ENCODERS {
-        if !listed
-            .lines()
-            .any(|l| l.split_whitespace().nth(1) == Some(enc))
-        {
-            return Err(format!(
-                "modern ffmpeg {} lacks the {enc} encoder",
-                path.display()
-            ));
-        }
-    }
-    Ok(path)
-}
-
-/// `ffmpeg version n9.0.2-17-g...` or `ffmpeg version 7.1.1` -> the major number.
-fn ffmpeg_major_version(version_output: &str) -> Option<u32> {
-    let word = version_output.lines().next()?.split_whitespace().nth(2)?;
-    let digits: String = word
-        .trim_start_matches('n')
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+    common::modern_ffmpeg(&MODERN_ENCODERS)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,40 +104,15 @@ const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
 
 fn spawn_modern_publisher(ffmpeg: &Path, case: &ModernCase, url: &str) -> Child {
-    let mut cmd = Command::new(ffmpeg);
-    cmd.args([
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-re",
-    ])
-    .args([
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS}"),
-    ])
-    .args([
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("sine=frequency=440:sample_rate={}", case.sample_rate),
-    ])
-    .args(case.video_args)
-    .args(["-pix_fmt", "yuv420p"])
-    .args(case.audio_args)
-    .args(["-ac", &case.channels.to_string()])
-    .args(["-t", &PUBLISH_S.to_string(), "-f", "flv"])
-    .args(case.output_args)
-    .arg(url)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    // -loglevel error keeps this tiny, so an unread pipe never fills up.
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    cmd.spawn().expect("cannot spawn the modern ffmpeg")
+    let mut cmd = ffmpeg_test_source(ffmpeg, (WIDTH, HEIGHT), FPS, case.sample_rate, true);
+    cmd.args(case.video_args)
+        .args(["-pix_fmt", "yuv420p"])
+        .args(case.audio_args)
+        .args(["-ac", &case.channels.to_string()])
+        .args(["-t", &PUBLISH_S.to_string(), "-f", "flv"])
+        .args(case.output_args)
+        .arg(url);
+    spawn_quiet(&mut cmd, "the modern ffmpeg")
 }
 
 /// What the modern ffmpeg saw when it played a stream.
@@ -997,38 +875,12 @@ async fn run_legacy_audio_case(case: LegacyAudioCase) {
         let server = start_server().await;
         let rtmp = rtmp_url(&server, "live", case.stream);
         let http = http_flv_url(&server, "live", case.stream);
-        let mut cmd = Command::new("ffmpeg");
-        cmd.args([
-            "-hide_banner",
-            "-nostdin",
-            "-nostats",
-            "-loglevel",
-            "error",
-            "-re",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={SMALL_W}x{SMALL_H}:rate={FPS}"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", &FPS.to_string(), "-pix_fmt", "yuv420p"])
-        .args(case.audio_args)
-        .args(["-t", "8", "-f", "flv", &rtmp])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-        let mut publisher = cmd.spawn().expect("cannot spawn ffmpeg");
+        let mut cmd = ffmpeg_test_source("ffmpeg", (SMALL_W, SMALL_H), FPS, 48000, true);
+        cmd.args(X264_LIVE)
+            .args(["-g", &FPS.to_string(), "-pix_fmt", "yuv420p"])
+            .args(case.audio_args)
+            .args(["-t", "8", "-f", "flv", &rtmp]);
+        let mut publisher = spawn_quiet(&mut cmd, "ffmpeg");
         wait_publishing(&server, "live", case.stream, &mut publisher).await;
 
         let (rtmp_probe, http_probe, frames) = tokio::join!(
@@ -1229,28 +1081,20 @@ fn hvc1_to_legacy_id12(body: &[u8]) -> Option<Vec<u8>> {
 async fn legacy_hevc_frames(ffmpeg: &Path) -> (Vec<Frame>, HashMap<u8, usize>) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hevc.flv");
-    let mut cmd = Command::new(ffmpeg);
-    cmd.args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS}"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error:keyint=25:min-keyint=25:scenecut=0:open-gop=0:bframes=2",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2"])
-        .args(["-t", &LEGACY_HEVC_S.to_string(), "-f", "flv"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = ffmpeg_test_source(ffmpeg, (WIDTH, HEIGHT), FPS, 44100, false);
+    cmd.args([
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error:keyint=25:min-keyint=25:scenecut=0:open-gop=0:bframes=2",
+    ])
+    .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2"])
+    .args(["-t", &LEGACY_HEVC_S.to_string(), "-f", "flv"])
+    .arg(&file)
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
     let out = timeout(Duration::from_secs(30), cmd.output())
         .await
         .expect("encoding the HEVC file timed out")

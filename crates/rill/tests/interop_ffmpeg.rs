@@ -27,8 +27,7 @@ async fn ffmpeg_publish_then_play_over_rtmp_and_http_flv() {
     let _turn = serial().await;
     bounded(async {
         let server = start_server().await;
-        let mut publisher = spawn_ffmpeg_publisher(&rtmp_url(&server, "live", "cam1"), 30);
-        wait_publishing(&server, "live", "cam1", &mut publisher).await;
+        let publisher = publish_live(&server, "live", "cam1", 30).await;
 
         let probe = ffprobe_frames(&rtmp_url(&server, "live", "cam1"), 2).await;
         check_test_stream(&probe, MIN_FRAMES_IN_2S, "RTMP play");
@@ -54,8 +53,7 @@ async fn late_joiner_starts_on_a_keyframe_without_waiting() {
     bounded(async {
         let server = start_server().await;
         let url = rtmp_url(&server, "live", "cam1");
-        let mut publisher = spawn_ffmpeg_publisher(&url, 40);
-        wait_publishing(&server, "live", "cam1", &mut publisher).await;
+        let publisher = publish_live(&server, "live", "cam1", 40).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
 
         // Rill's own player: from connect to the first decodable picture. With a GOP cache this is
@@ -144,8 +142,7 @@ async fn second_publisher_on_the_same_name_is_refused() {
     bounded(async {
         let server = start_server().await;
         let url = rtmp_url(&server, "live", "cam1");
-        let mut first = spawn_ffmpeg_publisher(&url, 40);
-        wait_publishing(&server, "live", "cam1", &mut first).await;
+        let mut first = publish_live(&server, "live", "cam1", 40).await;
         let viewer = BackgroundViewer::start(&url).await;
         viewer
             .assert_flowing(10, Duration::from_secs(5), "before the intruder")
@@ -222,8 +219,7 @@ async fn hostile_connections_close_alone_while_a_stream_flows() {
     bounded(async {
         let server = start_server().await;
         let url = rtmp_url(&server, "live", "cam1");
-        let mut publisher = spawn_ffmpeg_publisher(&url, 40);
-        wait_publishing(&server, "live", "cam1", &mut publisher).await;
+        let mut publisher = publish_live(&server, "live", "cam1", 40).await;
         let viewer = BackgroundViewer::start(&url).await;
         viewer
             .assert_flowing(10, Duration::from_secs(5), "before the attacks")
@@ -327,8 +323,7 @@ async fn ffmpeg_plays_back_over_rtmp() {
     bounded(async {
         let server = start_server().await;
         let url = rtmp_url(&server, "live", "cam1");
-        let mut publisher = spawn_ffmpeg_publisher(&url, 30);
-        wait_publishing(&server, "live", "cam1", &mut publisher).await;
+        let publisher = publish_live(&server, "live", "cam1", 30).await;
 
         let mut player = Command::new("ffmpeg");
         player

@@ -40,18 +40,6 @@ const FPS: u32 = 30;
 /// included).
 const DONE_WITHIN: Duration = Duration::from_secs(20);
 
-fn under_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// A tool is missing: fails under CI, otherwise prints why the test skips.
-fn tool_missing(why: &str) {
-    if under_ci() {
-        panic!("{why} (required under CI=true)");
-    }
-    eprintln!("SKIPPED: {why}");
-}
-
 // ---------------------------------------------------------------------------------------------
 // A recording server
 // ---------------------------------------------------------------------------------------------
@@ -163,6 +151,38 @@ fn listing(root: &Path, app: &str, stream: &str) -> Vec<String> {
     v
 }
 
+/// The extension of a finished recording (fragmented MP4 is still `.mp4`).
+fn extension(format: RecordFormat) -> &'static str {
+    if format == RecordFormat::Flv {
+        "flv"
+    } else {
+        "mp4"
+    }
+}
+
+/// The one finished recording of `format` under `app/cam` of `srv`, and its `doneRecord` among
+/// `done`.
+fn finished_recording<'a>(
+    srv: &RecServer,
+    app: &str,
+    format: RecordFormat,
+    done: &'a [Event],
+    what: &str,
+) -> (PathBuf, &'a Event) {
+    let found = files(&srv.root, app, "cam", &format!(".{}", extension(format)));
+    assert_eq!(
+        found.len(),
+        1,
+        "{what}: {:?}",
+        listing(&srv.root, app, "cam")
+    );
+    let event = done
+        .iter()
+        .find(|e| e.app == app)
+        .unwrap_or_else(|| panic!("{what}: no doneRecord in {done:?}"));
+    (found[0].clone(), event)
+}
+
 /// `YYYY-MM-DD-HH-mm-ss.ext`, as the recorder names files.
 fn assert_file_name(path: &Path, ext: &str) {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -192,23 +212,10 @@ fn spawn_publisher(urls: &[String], seconds: u32) -> Child {
 
 /// [`spawn_publisher`] with a keyframe every `gop` frames.
 fn spawn_publisher_gop(urls: &[String], seconds: u32, gop: u32) -> Child {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-loglevel", "error", "-re"])
+    let mut cmd = ffmpeg_test_source("ffmpeg", (1280, 720), FPS, 44100, true);
+    cmd.args(["-map", "0:v", "-map", "1:a"])
+        .args(X264_LIVE)
         .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size=1280x720:rate={FPS}"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-map", "0:v", "-map", "1:a"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
             "-g",
             &gop.to_string(),
             "-keyint_min",
@@ -229,12 +236,7 @@ fn spawn_publisher_gop(urls: &[String], seconds: u32, gop: u32) -> Child {
             .collect();
         cmd.arg(outs.join("|"));
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        // -loglevel error keeps this tiny, so the unread pipe never fills.
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd.spawn().expect("cannot spawn ffmpeg")
+    spawn_quiet(&mut cmd, "ffmpeg")
 }
 
 /// Waits for a publisher to finish its `seconds` and exit cleanly.
@@ -469,31 +471,16 @@ async fn records_mp4_fmp4_and_flv() {
             done.push(srv.next_done().await);
         }
         for (app, format) in apps {
-            let ext = if format == RecordFormat::Flv {
-                "flv"
-            } else {
-                "mp4"
-            };
             let what = format!("{app} ({format:?})");
-            let found = files(&srv.root, app, "cam", &format!(".{ext}"));
-            assert_eq!(
-                found.len(),
-                1,
-                "{what}: {:?}",
-                listing(&srv.root, app, "cam")
-            );
+            let (path, event) = finished_recording(&srv, app, format, &done, &what);
             assert_eq!(
                 listing(&srv.root, app, "cam").len(),
                 1,
                 "{what}: leftovers {:?}",
                 listing(&srv.root, app, "cam")
             );
-            let path = &found[0];
-            assert_file_name(path, ext);
-            let event = done
-                .iter()
-                .find(|e| e.app == app)
-                .unwrap_or_else(|| panic!("{what}: no doneRecord in {done:?}"));
+            let path = path.as_path();
+            assert_file_name(path, extension(format));
             assert_eq!(event.stream, "cam");
             assert_eq!(
                 event.path.as_deref(),
@@ -740,111 +727,37 @@ async fn kill_9_leaves_a_playable_file_that_the_next_start_recovers() {
 // 3. HEVC (Enhanced RTMP hvc1) to MP4
 // ---------------------------------------------------------------------------------------------
 
-/// The modern ffmpeg (7+, for Enhanced RTMP): `RILL_MODERN_FFMPEG`, else imageio-ffmpeg's binary.
-fn modern_ffmpeg() -> Option<PathBuf> {
-    let path = match std::env::var_os("RILL_MODERN_FFMPEG") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => {
-            let out = std::process::Command::new("python3")
-                .args([
-                    "-c",
-                    "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())",
-                ])
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output()
-                .ok()
-                .filter(|o| o.status.success());
-            match out {
-                Some(o) => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
-                None => {
-                    tool_missing("no modern ffmpeg (set RILL_MODERN_FFMPEG or run scripts/setup-modern-ffmpeg)");
-                    return None;
-                }
-            }
-        }
-    };
-    let version = std::process::Command::new(&path)
-        .args(["-hide_banner", "-version"])
-        .stdin(Stdio::null())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    // `ffmpeg version n9.0.2-...` or `ffmpeg version 7.1.1`.
-    let major: u32 = version
-        .split_whitespace()
-        .nth(2)
-        .map(|w| {
-            w.trim_start_matches('n')
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0);
-    if major < 7 {
-        tool_missing(&format!(
-            "modern ffmpeg {} is not version 7 or newer ({:?})",
-            path.display(),
-            version.lines().next()
-        ));
-        return None;
-    }
-    Some(path)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_enhanced_rtmp_hevc_to_mp4() {
     if !require_ffmpeg() {
         return;
     }
-    let Some(ffmpeg) = modern_ffmpeg() else {
+    let Some(ffmpeg) = modern_ffmpeg(&["libx265", "aac"]) else {
         return;
     };
     let _turn = serial().await;
     bounded(async {
         let mut srv = RecServer::start(vec![task("live", RecordFormat::Mp4)]).await;
         let url = srv.url("live", "hevc");
-        let mut p = Command::new(&ffmpeg)
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-nostats",
-                "-loglevel",
-                "error",
-                "-re",
-            ])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                &format!("testsrc2=size=1280x720:rate={FPS}"),
-            ])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args([
-                "-c:v",
-                "libx265",
-                "-preset",
-                "ultrafast",
-                "-g",
-                &FPS.to_string(),
-            ])
-            // B-frames on purpose: composition offsets must survive into the MP4.
-            .args([
-                "-x265-params",
-                &format!(
-                    "log-level=error:keyint={FPS}:min-keyint={FPS}:scenecut=0:open-gop=0:bframes=2"
-                ),
-            ])
-            .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k"])
-            .args(["-t", "10", "-f", "flv", &url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot spawn the modern ffmpeg");
+        let mut cmd = ffmpeg_test_source(&ffmpeg, (1280, 720), FPS, 48000, true);
+        cmd.args([
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-g",
+            &FPS.to_string(),
+        ])
+        // B-frames on purpose: composition offsets must survive into the MP4.
+        .args([
+            "-x265-params",
+            &format!(
+                "log-level=error:keyint={FPS}:min-keyint={FPS}:scenecut=0:open-gop=0:bframes=2"
+            ),
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k"])
+        .args(["-t", "10", "-f", "flv", &url]);
+        let mut p = spawn_quiet(&mut cmd, "the modern ffmpeg");
         wait_publishing(&srv.server, "live", "hevc", &mut p).await;
         wait_publisher(&mut p, 10).await;
         let event = srv.next_done().await;
@@ -1053,29 +966,14 @@ async fn republish_continues_the_file_with_record_continue() {
         // Each recording ends `cleanup_after` seconds after the last unpublish.
         let done = [srv.next_done().await, srv.next_done().await];
         for (app, format) in apps {
-            let ext = if format == RecordFormat::Flv {
-                "flv"
-            } else {
-                "mp4"
-            };
             let what = format!("continued {format:?} recording");
-            let found = files(&srv.root, app, "cam", &format!(".{ext}"));
-            assert_eq!(
-                found.len(),
-                1,
-                "{what}: {:?}",
-                listing(&srv.root, app, "cam")
-            );
-            let event = done
-                .iter()
-                .find(|e| e.app == app)
-                .unwrap_or_else(|| panic!("{what}: no doneRecord in {done:?}"));
+            let (path, event) = finished_recording(&srv, app, format, &done, &what);
             assert_eq!(event.error, None, "{event:?}");
-            assert_eq!(event.path.as_deref(), Some(found[0].to_str().unwrap()));
-            let p = probe(&found[0]).await;
+            assert_eq!(event.path.as_deref(), Some(path.to_str().unwrap()));
+            let p = probe(&path).await;
             // Both publishes, back to back: the time the publisher was away is not in the file.
             assert_test_stream(&p, 8.0, &what);
-            assert_video_pts_increase(&found[0], &what).await;
+            assert_video_pts_increase(&path, &what).await;
         }
         srv.assert_no_done(Duration::from_secs(1), "after the end")
             .await;
@@ -1365,53 +1263,11 @@ async fn unwritable_mediaroot_fails_the_recording_not_the_stream() {
 // 7. A browser plays the finished MP4
 // ---------------------------------------------------------------------------------------------
 
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
-}
-
-/// Chromium, node and playwright-core present; otherwise a CI failure or a skip.
-fn browser_present() -> bool {
-    let mut missing = Vec::new();
-    let chromium = match std::env::var_os("CHROMIUM") {
-        Some(p) => Path::new(&p).is_file(),
-        None => std::process::Command::new("sh")
-            .args(["-c", "command -v chromium"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success()),
-    };
-    if !chromium {
-        missing.push("chromium");
-    }
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !node {
-        missing.push("node");
-    }
-    if !browser_dir()
-        .join("node_modules/playwright-core/package.json")
-        .is_file()
-    {
-        missing.push("tests/browser/node_modules/playwright-core");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    tool_missing(&format!(
-        "browser playback of a recorded MP4 needs {} (run scripts/setup-browser)",
-        missing.join(", ")
-    ));
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_a_recorded_mp4() {
-    if !require_ffmpeg() || !browser_present() {
+    if !require_ffmpeg()
+        || !browser::prerequisites_present("recording", &[], &["playwright-core/package.json"])
+    {
         return;
     }
     let _turn = serial().await;
@@ -1425,30 +1281,14 @@ async fn chromium_plays_a_recorded_mp4() {
             "http://127.0.0.1:{}/live/cam/{name}",
             srv.server.http_addr().port()
         );
-        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-shots");
-        let player = Command::new("node")
-            .arg(browser_dir().join("play-file.js"))
-            .arg("--shots")
-            .arg(&shots)
-            .args(["--seconds", "2", "--deadline", "50", &url])
-            .current_dir(browser_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot spawn node");
-        let out = timeout(Duration::from_secs(60), player.wait_with_output())
-            .await
-            .expect("play-file.js did not finish in time")
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut args = browser::script_options(2, 50);
+        args.push(url);
+        let run = browser::run_node("play-file.js", &args, Duration::from_secs(60)).await;
+        let (stdout, stderr) = (&run.stdout, &run.stderr);
         eprintln!("{stderr}{stdout}");
-        let result: serde_json::Value = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap())
+        let result = run
+            .results
+            .first()
             .unwrap_or_else(|| panic!("no result line; stdout {stdout}; stderr {stderr}"));
         assert_eq!(result["ok"], true, "{result}");
         assert_eq!(result["width"], 1280, "{result}");
@@ -1464,9 +1304,9 @@ async fn chromium_plays_a_recorded_mp4() {
         let duration = result["duration_s"].as_f64().unwrap_or(0.0);
         assert_near(duration, 8.0, 0.6, "duration the browser sees");
         assert!(
-            out.status.success(),
+            run.status.success(),
             "play-file.js exited with {}",
-            out.status
+            run.status
         );
         srv.shutdown().await;
     })

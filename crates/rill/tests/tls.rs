@@ -15,29 +15,24 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use common::*;
-use futures_util::StreamExt;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
-use rill_media::flv::{self, AudioPacket, FlvDemuxer, FlvTag, VideoPacket};
+use rill_media::flv::{self, AudioPacket, VideoPacket};
 use rill_media::VideoCodec;
 use rill_rtmp::amf0::{self, Amf0Value};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::Message;
 
 /// What the test stream is published as.
 const APP: &str = "live";
@@ -406,20 +401,14 @@ fn assert_only_tls_alert(closed: &Closed, what: &str) {
 
 /// ffprobe on `url` trusting only `ca_file`, with certificate and host verification on.
 async fn ffprobe_tls(url: &str, ca_file: &Path, read_seconds: u32) -> std::process::Output {
-    let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error"])
-        .arg("-ca_file")
-        .arg(ca_file)
-        .args(["-tls_verify", "1", "-show_streams", "-show_entries"])
-        .arg("frame=media_type,key_frame,pts_time,pkt_pts_time,pkt_dts_time,best_effort_timestamp_time,width,height")
-        .args(["-of", "json", "-read_intervals", &format!("%+{read_seconds}"), url])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let limit = Duration::from_secs(u64::from(read_seconds) + 20);
-    timeout(limit, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("ffprobe on {url} did not finish within {limit:?}"))
-        .expect("cannot run ffprobe")
+    let options = [
+        "-ca_file".as_ref(),
+        ca_file.as_os_str(),
+        "-tls_verify".as_ref(),
+        "1".as_ref(),
+    ];
+    let (mut cmd, limit) = ffprobe_frames_command(url, read_seconds, options);
+    output_within(&mut cmd, limit, &format!("ffprobe on {url}")).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -531,37 +520,9 @@ async fn wss_flv_viewer_demuxes_the_stream() {
         .expect("WebSocket handshake failed");
         assert_eq!(response.status().as_u16(), 101);
 
-        let mut demuxer = FlvDemuxer::new(16 * 1024 * 1024);
-        let mut buf = BytesMut::new();
-        let mut tags: Vec<FlvTag> = Vec::new();
-        let is_coded_video = |t: &FlvTag| {
-            t.tag_type == 9
-                && flv::parse_video_header(&t.body).unwrap().packet == VideoPacket::CodedFrames
-        };
-        timeout(Duration::from_secs(15), async {
-            while tags.iter().filter(|t| is_coded_video(t)).count() < 30 {
-                match ws
-                    .next()
-                    .await
-                    .expect("WebSocket closed")
-                    .expect("WebSocket error")
-                {
-                    Message::Binary(data) => buf.extend_from_slice(&data),
-                    Message::Close(frame) => panic!("server closed the WebSocket: {frame:?}"),
-                    _ => continue,
-                }
-                while let Some(tag) = demuxer
-                    .next_tag(&mut buf)
-                    .expect("invalid FLV from the server")
-                {
-                    tags.push(tag);
-                }
-            }
-        })
-        .await
-        .expect("too few FLV tags over WSS within 15 s");
+        let (header, tags) = read_ws_flv(&mut ws, 30, "over WSS").await;
 
-        assert_eq!(demuxer.header(), Some((true, true)), "FLV header flags");
+        assert_eq!(header, Some((true, true)), "FLV header flags");
         assert_eq!(tags[0].tag_type, 18, "first tag must be script data");
         let meta = amf0::decode_all(&tags[0].body).expect("metadata is not AMF0");
         assert_eq!(
@@ -775,8 +736,7 @@ async fn certificates_reload_for_new_connections_only() {
         let server = start(tls_config(&cert, &key)).await;
         let https = server.https_addr().unwrap();
         let rtmps = server.rtmps_addr().unwrap();
-        let mut publisher = spawn_ffmpeg_publisher(&rtmp_url(&server, APP, STREAM), 50);
-        wait_publishing(&server, APP, STREAM, &mut publisher).await;
+        let publisher = publish_live(&server, APP, STREAM, 50).await;
 
         let first = HttpsFlvViewer::start(https, &pki.ca_der, "localhost").await;
         assert!(first.cert == a.der, "connection #1 was not served cert A");

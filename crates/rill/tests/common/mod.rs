@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: a server on loopback ephemeral ports, ffmpeg/ffprobe
-//! processes, polling, and checks on ffprobe's JSON.
+//! processes (Debian's and the modern one), polling, checks on ffprobe's JSON, a WS-FLV reader, and
+//! the real-browser scripts of `tests/browser` ([`browser`]).
 //!
 //! Every external process is spawned with `kill_on_drop(true)` and awaited under a timeout, so a
 //! stuck peer fails the test instead of hanging the suite.
@@ -13,11 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use rill_media::flv::{self, FlvDemuxer, FlvTag, VideoPacket};
 use rill_media::FrameKind;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Upper bound for one whole test.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(90);
@@ -30,25 +35,143 @@ pub async fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
-/// True if `name` runs. When it does not: a panic under CI (a missing tool must fail CI rather than
-/// silently skip the interop tests), otherwise a skip message and `false`.
-pub fn require_tool(name: &str) -> bool {
-    let found = std::process::Command::new(name)
-        .arg("-version")
+/// True when `CI=true`: there a missing tool fails a test instead of skipping it, so a CI run never
+/// passes without having exercised anything.
+pub fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// True if `program arg` runs and exits successfully.
+pub fn runs(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if found {
+        .is_ok_and(|s| s.success())
+}
+
+/// True if `name` runs. When it does not: a panic under CI (a missing tool must fail CI rather than
+/// silently skip the interop tests), otherwise a skip message and `false`.
+pub fn require_tool(name: &str) -> bool {
+    if runs(name, "-version") {
         return true;
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if under_ci() {
         panic!("{name} is required under CI but was not found on PATH (scripts/test installs it)");
     }
     eprintln!("SKIPPED: {name} not found on PATH (install ffmpeg to run the interop tests)");
     false
+}
+
+/// A tool is missing: fails under CI, otherwise prints why the test skips.
+pub fn tool_missing(why: &str) {
+    if under_ci() {
+        panic!("{why} (required under CI=true)");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// The modern ffmpeg (7 or newer, for Enhanced RTMP) with every encoder of `encoders`:
+/// `RILL_MODERN_FFMPEG`, else imageio-ffmpeg's binary. `None` after a skip note, or a panic under
+/// CI.
+pub fn modern_ffmpeg(encoders: &[&str]) -> Option<std::path::PathBuf> {
+    // Finding it runs python3 and ffmpeg: once per test binary is enough.
+    static FOUND: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    let found = FOUND
+        .get_or_init(find_modern_ffmpeg)
+        .clone()
+        .and_then(|path| modern_ffmpeg_has(&path, encoders).map(|()| path));
+    match found {
+        Ok(path) => Some(path),
+        Err(why) => {
+            tool_missing(&format!("{why}; scripts/setup-modern-ffmpeg installs it"));
+            None
+        }
+    }
+}
+
+fn find_modern_ffmpeg() -> Result<std::path::PathBuf, String> {
+    let path = match std::env::var_os("RILL_MODERN_FFMPEG") {
+        Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
+        _ => {
+            let out = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())",
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("modern ffmpeg: cannot run python3: {e}"))?;
+            if !out.status.success() {
+                return Err(
+                    "modern ffmpeg: the Python module imageio_ffmpeg is not installed \
+                     (set RILL_MODERN_FFMPEG or run scripts/setup-modern-ffmpeg)"
+                        .into(),
+                );
+            }
+            std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    };
+    let version = std::process::Command::new(&path)
+        .args(["-hide_banner", "-version"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("modern ffmpeg {}: cannot run: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&version.stdout);
+    let major = ffmpeg_major_version(&text).ok_or_else(|| {
+        format!(
+            "modern ffmpeg {}: unreadable -version: {text}",
+            path.display()
+        )
+    })?;
+    // Enhanced RTMP muxing of HEVC/AV1/VP9 arrived in 6.1 and Opus-in-FLV in 7.
+    if major < 7 {
+        return Err(format!(
+            "modern ffmpeg {} is version {major}; 7 or newer is needed",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+fn modern_ffmpeg_has(path: &std::path::Path, encoders: &[&str]) -> Result<(), String> {
+    let listing = std::process::Command::new(path)
+        .args(["-hide_banner", "-encoders"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "modern ffmpeg {}: cannot list encoders: {e}",
+                path.display()
+            )
+        })?;
+    let listed = String::from_utf8_lossy(&listing.stdout);
+    for enc in encoders {
+        if !listed
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(*enc))
+        {
+            return Err(format!(
+                "modern ffmpeg {} lacks the {enc} encoder",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `ffmpeg version n9.0.2-17-g...` or `ffmpeg version 7.1.1` -> the major number.
+pub fn ffmpeg_major_version(version_output: &str) -> Option<u32> {
+    let word = version_output.lines().next()?.split_whitespace().nth(2)?;
+    let digits: String = word
+        .trim_start_matches('n')
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// Both ffmpeg and ffprobe.
@@ -108,31 +231,69 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
 }
 
-/// ffmpeg publishing a synthetic 1280x720 30 fps H.264 (keyframe every second, no B-frames) + AAC
-/// stream in real time to `url` for `seconds`.
-pub fn spawn_ffmpeg_publisher(url: &str, seconds: u32) -> Child {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "30",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &seconds.to_string(), "-f", "flv", url])
-        .stdin(Stdio::null())
+/// `ffmpeg` (a path, or "ffmpeg" from PATH) quiet, with two synthetic inputs: input 0 the
+/// `testsrc2` pattern at `width`x`height` and `fps`, input 1 a 440 Hz sine at `sample_rate`; read
+/// in real time (`-re`) when `realtime`. The caller adds the encoding and the output.
+pub fn ffmpeg_test_source(
+    ffmpeg: impl AsRef<std::ffi::OsStr>,
+    (width, height): (u32, u32),
+    fps: u32,
+    sample_rate: u32,
+    realtime: bool,
+) -> Command {
+    let mut cmd = Command::new(ffmpeg);
+    cmd.args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]);
+    if realtime {
+        cmd.arg("-re");
+    }
+    cmd.args([
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={width}x{height}:rate={fps}"),
+    ])
+    .args([
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=440:sample_rate={sample_rate}"),
+    ]);
+    cmd
+}
+
+/// H.264 as a live publisher encodes it: no B-frames, and `ultrafast` leaves CPU to the other
+/// processes of a test (a browser's software decoder, ffprobe) on a 2-core machine.
+pub const X264_LIVE: [&str; 6] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+];
+
+/// Spawns `cmd` (an ffmpeg that writes nothing to stdout) with stderr piped for failure messages
+/// and killed when dropped.
+pub fn spawn_quiet(cmd: &mut Command, what: &str) -> Child {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         // -loglevel error keeps this tiny, so an unread pipe never fills up.
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd.spawn().expect("cannot spawn ffmpeg")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {what}: {e}"))
+}
+
+/// ffmpeg publishing a synthetic 1280x720 30 fps H.264 (keyframe every second, no B-frames) + AAC
+/// stream in real time to `url` for `seconds`.
+pub fn spawn_ffmpeg_publisher(url: &str, seconds: u32) -> Child {
+    let mut cmd = ffmpeg_test_source("ffmpeg", (1280, 720), 30, 44100, true);
+    cmd.args(X264_LIVE)
+        .args([
+            "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        ])
+        .args(["-t", &seconds.to_string(), "-f", "flv", url]);
+    spawn_quiet(&mut cmd, "ffmpeg")
 }
 
 /// Stderr of a child that has exited (or is killed now), for failure messages.
@@ -167,22 +328,53 @@ pub async fn wait_publishing(
     panic!("{app}/{stream} never became live (ffmpeg status {status:?}, stderr: {stderr})");
 }
 
-/// Runs ffprobe on a live `url`, reading `read_seconds` of stream time from the first packet
-/// (`-read_intervals %+N` counts from the first timestamp, so a late joiner whose stream starts at
-/// t=5 s still reads N seconds), and returns its JSON: `streams` and per-frame `frames`.
-pub async fn ffprobe_frames(url: &str, read_seconds: u32) -> serde_json::Value {
+/// ffmpeg publishing the test stream (see [`spawn_ffmpeg_publisher`]) to `app/stream` on `server`
+/// for `seconds`, once it is live there.
+pub async fn publish_live(
+    server: &rill::ServerHandle,
+    app: &str,
+    stream: &str,
+    seconds: u32,
+) -> Child {
+    let mut publisher = spawn_ffmpeg_publisher(&rtmp_url(server, app, stream), seconds);
+    wait_publishing(server, app, stream, &mut publisher).await;
+    publisher
+}
+
+/// Runs `cmd` to its end within `limit` and returns its output whatever its exit status; panics,
+/// naming it `what`, if it cannot start or does not finish in time.
+pub async fn output_within(cmd: &mut Command, limit: Duration, what: &str) -> std::process::Output {
+    timeout(limit, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+/// The ffprobe command of [`ffprobe_frames`], with `options` (e.g. TLS settings) before the URL,
+/// and the time it gets.
+pub fn ffprobe_frames_command<I, S>(url: &str, read_seconds: u32, options: I) -> (Command, Duration)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error", "-show_streams", "-show_entries"])
+    cmd.args(["-v", "error"])
+        .args(options)
+        .args(["-show_streams", "-show_entries"])
         // ffprobe 5.1 dropped pkt_pts_time in favour of pts_time; ask for both so older ones work.
         .arg("frame=media_type,key_frame,pts_time,pkt_pts_time,pkt_dts_time,best_effort_timestamp_time,width,height")
         .args(["-of", "json", "-read_intervals", &format!("%+{read_seconds}"), url])
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    let limit = Duration::from_secs(u64::from(read_seconds) + 20);
-    let output = timeout(limit, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("ffprobe on {url} did not finish within {limit:?}"))
-        .expect("cannot run ffprobe");
+    (cmd, Duration::from_secs(u64::from(read_seconds) + 20))
+}
+
+/// Runs ffprobe on a live `url`, reading `read_seconds` of stream time from the first packet
+/// (`-read_intervals %+N` counts from the first timestamp, so a late joiner whose stream starts at
+/// t=5 s still reads N seconds), and returns its JSON: `streams` and per-frame `frames`.
+pub async fn ffprobe_frames(url: &str, read_seconds: u32) -> serde_json::Value {
+    let (mut cmd, limit) = ffprobe_frames_command(url, read_seconds, [] as [&str; 0]);
+    let output = output_within(&mut cmd, limit, &format!("ffprobe on {url}")).await;
     assert!(
         output.status.success(),
         "ffprobe on {url} failed ({}): {}",
@@ -294,6 +486,50 @@ pub fn assert_monotonic(values: impl Iterator<Item = Option<f64>>, what: &str) {
     }
 }
 
+/// True for an FLV video tag that carries pictures (not a sequence header).
+pub fn is_coded_video(t: &FlvTag) -> bool {
+    t.tag_type == 9 && flv::parse_video_header(&t.body).unwrap().packet == VideoPacket::CodedFrames
+}
+
+/// Demuxes the FLV arriving over the WebSocket `ws` (WS-FLV or WSS-FLV) until `min_video` coded
+/// video tags are in, within 15 s; returns the header flags (audio, video) and every tag in order.
+pub async fn read_ws_flv<S, E>(
+    ws: &mut S,
+    min_video: usize,
+    what: &str,
+) -> (Option<(bool, bool)>, Vec<FlvTag>)
+where
+    S: futures_util::Stream<Item = Result<Message, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    let mut demuxer = FlvDemuxer::new(16 * 1024 * 1024);
+    let mut buf = BytesMut::new();
+    let mut tags: Vec<FlvTag> = Vec::new();
+    timeout(Duration::from_secs(15), async {
+        while tags.iter().filter(|t| is_coded_video(t)).count() < min_video {
+            match ws
+                .next()
+                .await
+                .expect("WebSocket closed")
+                .expect("WebSocket error")
+            {
+                Message::Binary(data) => buf.extend_from_slice(&data),
+                Message::Close(frame) => panic!("server closed the WebSocket: {frame:?}"),
+                _ => continue,
+            }
+            while let Some(tag) = demuxer
+                .next_tag(&mut buf)
+                .expect("invalid FLV from the server")
+            {
+                tags.push(tag);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("too few FLV tags {what} within 15 s"));
+    (demuxer.header(), tags)
+}
+
 /// Rill's own RTMP player running in the background, counting what it receives.
 pub struct BackgroundViewer {
     pub video_frames: Arc<AtomicUsize>,
@@ -375,5 +611,133 @@ impl BackgroundViewer {
 impl Drop for BackgroundViewer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Real-browser tests: Debian's Chromium driven through Playwright by the Node scripts in
+/// `tests/browser` (play.js, play-hls.js, play-file.js), which print one JSON line per case.
+pub mod browser {
+    use std::path::{Path, PathBuf};
+    use std::process::{ExitStatus, Stdio};
+    use std::time::Duration;
+
+    use tokio::process::{Child, Command};
+    use tokio::time::timeout;
+
+    /// `tests/browser`: the scripts, their pages and their `node_modules`.
+    pub fn dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
+    }
+
+    /// Where the scripts leave their screenshots for a human to look at.
+    pub fn shots_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-shots")
+    }
+
+    /// The options every script takes: screenshots to [`shots_dir`], `seconds` of playback each
+    /// case must show, and the script's own `deadline` in seconds.
+    pub fn script_options(seconds: u32, deadline: u32) -> Vec<String> {
+        vec![
+            "--shots".to_owned(),
+            shots_dir().display().to_string(),
+            "--seconds".to_owned(),
+            seconds.to_string(),
+            "--deadline".to_owned(),
+            deadline.to_string(),
+        ]
+    }
+
+    /// Same lookup as the scripts: `$CHROMIUM`, else `chromium` on PATH.
+    fn chromium_found() -> bool {
+        if let Some(path) = std::env::var_os("CHROMIUM") {
+            return Path::new(&path).is_file();
+        }
+        std::process::Command::new("sh")
+            .args(["-c", "command -v chromium"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// True when Chromium, node, every tool of `tools` (run with `-version`) and every file of
+    /// `node_modules` (relative to `tests/browser/node_modules`) are installed. Otherwise a panic
+    /// under `CI=true`, or a skip message naming `test` and `false`.
+    pub fn prerequisites_present(test: &str, tools: &[&str], node_modules: &[&str]) -> bool {
+        let mut missing = Vec::new();
+        if !chromium_found() {
+            missing.push("chromium".to_owned());
+        }
+        if !super::runs("node", "--version") {
+            missing.push("node".to_owned());
+        }
+        for tool in tools {
+            if !super::runs(tool, "-version") {
+                missing.push((*tool).to_owned());
+            }
+        }
+        let modules = dir().join("node_modules");
+        for file in node_modules {
+            if !modules.join(file).is_file() {
+                missing.push(format!("tests/browser/node_modules/{file}"));
+            }
+        }
+        if missing.is_empty() {
+            return true;
+        }
+        let missing = missing.join(", ");
+        if super::under_ci() {
+            panic!(
+                "{test}: browser test prerequisites missing under CI: {missing} (run scripts/setup-browser)"
+            );
+        }
+        eprintln!("SKIPPED {test}: missing {missing} (run scripts/setup-browser to install)");
+        false
+    }
+
+    /// `node SCRIPT ARGS...` in `tests/browser`, stdout and stderr piped, killed when dropped.
+    pub fn spawn_node(script: &str, args: &[String]) -> Child {
+        let dir = dir();
+        Command::new("node")
+            .arg(dir.join(script))
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("cannot spawn node")
+    }
+
+    /// What a script printed, and how it exited.
+    pub struct NodeRun {
+        /// Every JSON line of stdout, in order.
+        pub results: Vec<serde_json::Value>,
+        pub stdout: String,
+        pub stderr: String,
+        pub status: ExitStatus,
+    }
+
+    /// Runs a script to its end (see [`spawn_node`]) within `limit`; panics on a line of stdout that
+    /// looks like JSON but does not parse.
+    pub async fn run_node(script: &str, args: &[String], limit: Duration) -> NodeRun {
+        let output = timeout(limit, spawn_node(script, args).wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{script} did not finish in time"))
+            .unwrap_or_else(|e| panic!("cannot wait for {script}: {e}"));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let results = stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad result line {l}: {e}")))
+            .collect();
+        NodeRun {
+            results,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stdout,
+            status: output.status,
+        }
     }
 }
