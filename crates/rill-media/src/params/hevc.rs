@@ -199,7 +199,8 @@ fn rest_of_sps_fps(
     r: &mut BitReader<'_>,
     max_sub_layers_minus1: u32,
 ) -> Result<Option<f64>, ParamsError> {
-    let log2_max_poc_lsb = r.ue()? + 4;
+    // ue() can be up to 2^32 - 2: add without overflowing, the bound below rejects it.
+    let log2_max_poc_lsb = r.ue()?.saturating_add(4);
     if log2_max_poc_lsb > 16 {
         return Err(r.malformed());
     }
@@ -381,6 +382,19 @@ pub fn codec_string(p: &HevcProfile) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by the `params` fuzz target: a huge log2_max_pic_order_cnt_lsb_minus4 overflowed.
+    #[test]
+    fn huge_poc_lsb_field_is_an_error_not_an_overflow() {
+        let crash = "2c00fe2f00000000002600000000f4f4f4f4f4f4d6f421000000f4f4a100140040c200000000000000002600000048c2c22d00c200000000ffffffffffffff76a70000f7ffffffff3a003307ff01a700ffa7a70000000000400000b80000f4f400000000f4f474f4f4";
+        let bytes: Vec<u8> = (0..crash.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&crash[i..i + 2], 16).unwrap())
+            .collect();
+        let _ = crate::params::video_params(&bytes);
+        let _ = crate::params::audio_params(&bytes);
+    }
+
     use super::super::bits::tests::{escape_rbsp, facts, hex, BitWriter};
     use super::super::samples;
     use super::*;
