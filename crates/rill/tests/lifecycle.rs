@@ -290,3 +290,52 @@ async fn shutdown_closes_every_session() {
         .await
         .expect("http-flv closed");
 }
+
+#[tokio::test]
+async fn signed_urls_guard_hls_and_dash_playlists() {
+    let mut config = Config::loopback_ephemeral();
+    config.auth.play = true;
+    config.auth.secret = "s3cret".into();
+    config.trans.tasks = vec![rill::config::TransTask {
+        app: "live".into(),
+        hls: true,
+        dash: true,
+        ..Default::default()
+    }];
+    let server = start(config).await;
+    let a = server.http_addr();
+    let expires = 4_000_000_000u64;
+    let good = rill::control::auth::sign_hash("/live/cam", expires, "s3cret");
+    for file in ["index.m3u8", "index.mpd"] {
+        let r = http_get(
+            a,
+            &format!("GET /live/cam/{file} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 401"), "no sign: {r}");
+        let r = http_get(
+            a,
+            &format!(
+                "GET /live/cam/{file}?sign={expires}-{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "0".repeat(32)
+            ),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 403"), "bad sign: {r}");
+        assert!(!r.contains("s3cret") && !r.contains(&good), "no leak: {r}");
+        let r = http_get(
+            a,
+            &format!("GET /live/cam/{file}?sign=100-{good} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 403"), "expired: {r}");
+        // A valid signature passes the check; nothing is published, so the playlist is not found.
+        let r = http_get(
+            a,
+            &format!("GET /live/cam/{file}?sign={expires}-{good} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 404"), "valid sign: {r}");
+    }
+    server.shutdown().await;
+}
