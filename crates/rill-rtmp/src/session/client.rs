@@ -152,9 +152,8 @@ impl ClientSession {
             self.phase = Phase::Connecting;
             self.send_connect();
         }
-        while let Some(raw) = self.wire.decoder.decode(input)? {
-            let msg = Message::decode(&raw)?;
-            self.handle(raw.header.stream_id, raw.header.timestamp, msg)?;
+        while let Some((stream_id, timestamp, msg)) = self.wire.next_message(input)? {
+            self.handle(stream_id, timestamp, msg)?;
         }
         Ok(())
     }
@@ -247,9 +246,6 @@ impl ClientSession {
     }
 
     fn handle(&mut self, stream_id: u32, timestamp: u32, msg: Message) -> Result<(), SessionError> {
-        let Some(msg) = self.wire.control(msg)? else {
-            return Ok(());
-        };
         match msg {
             Message::Audio(payload) => self.events.push_back(ClientEvent::Media {
                 kind: MediaKind::Audio,
@@ -264,16 +260,6 @@ impl ClientSession {
             Message::Data { name, payload, .. } if name.as_deref() == Some("onMetaData") => {
                 self.events
                     .push_back(ClientEvent::Metadata { timestamp, payload });
-            }
-            Message::Aggregate(parts) => {
-                for (h, body) in parts {
-                    let msg = match h.type_id {
-                        type_id::AUDIO => Message::Audio(body),
-                        type_id::VIDEO => Message::Video(body),
-                        _ => continue,
-                    };
-                    self.handle(stream_id, h.timestamp, msg)?;
-                }
             }
             Message::Command(cmd) => self.command(stream_id, cmd),
             _ => {}

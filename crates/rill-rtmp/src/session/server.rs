@@ -186,9 +186,8 @@ impl ServerSession {
             }
             self.phase = Phase::Connecting;
         }
-        while let Some(raw) = self.wire.decoder.decode(input)? {
-            let msg = Message::decode(&raw)?;
-            self.handle(raw.header.stream_id, raw.header.timestamp, msg)?;
+        while let Some((stream_id, timestamp, msg)) = self.wire.next_message(input)? {
+            self.handle(stream_id, timestamp, msg)?;
         }
         Ok(())
     }
@@ -204,9 +203,6 @@ impl ServerSession {
     }
 
     fn handle(&mut self, stream_id: u32, timestamp: u32, msg: Message) -> Result<(), SessionError> {
-        let Some(msg) = self.wire.control(msg)? else {
-            return Ok(());
-        };
         match msg {
             Message::UserControl(UserControl::PingResponse(t)) => {
                 self.events.push_back(ServerEvent::PingResponse(t))
@@ -239,16 +235,6 @@ impl ServerSession {
                     timestamp,
                     payload,
                 });
-            }
-            Message::Aggregate(parts) => {
-                for (h, body) in parts {
-                    let msg = match h.type_id {
-                        type_id::AUDIO => Message::Audio(body),
-                        type_id::VIDEO => Message::Video(body),
-                        _ => continue,
-                    };
-                    self.handle(stream_id, h.timestamp, msg)?;
-                }
             }
             Message::Command(cmd) => self.command(stream_id, cmd)?,
             // Protocol control was applied by the wire; shared objects and unknown types are ignored.

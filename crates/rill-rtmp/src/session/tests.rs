@@ -264,3 +264,56 @@ fn enhanced_rtmp_capabilities_are_answered() {
     )]))
     .is_empty());
 }
+
+#[test]
+fn aggregate_messages_arrive_as_their_media_parts() {
+    let (mut server, mut client) = connected_pair(HandshakeKind::Simple, 1000);
+    client.publish("agg");
+    let events = pump(&mut server, &mut client, 1000);
+    let ServerEvent::Publish { stream_id, .. } = events[0] else {
+        panic!("{events:?}")
+    };
+    server.accept_publish(stream_id, "agg");
+    pump(&mut server, &mut client, 1000);
+    let mut body = Vec::new();
+    for (ty, ts, data) in [
+        (9u8, 100u32, &b"\x17\x01v1"[..]),
+        (8, 120, &b"\xaf\x01a1"[..]),
+    ] {
+        body.push(ty);
+        body.extend_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+        body.extend_from_slice(&ts.to_be_bytes()[1..]);
+        body.extend_from_slice(&[0, 0, 0, 0]);
+        body.extend_from_slice(data);
+        body.extend_from_slice(&(11 + data.len() as u32).to_be_bytes());
+    }
+    let mut wire = BytesMut::new();
+    crate::message::write_message(
+        &crate::chunk::ChunkEncoder::new(4096),
+        &mut wire,
+        6,
+        22,
+        stream_id,
+        5000,
+        &body,
+    );
+    server.feed(&mut wire).unwrap();
+    let got: Vec<ServerEvent> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert_eq!(
+        got,
+        vec![
+            ServerEvent::Media {
+                kind: MediaKind::Video,
+                stream_id,
+                timestamp: 5000,
+                payload: Bytes::from_static(b"\x17\x01v1")
+            },
+            ServerEvent::Media {
+                kind: MediaKind::Audio,
+                stream_id,
+                timestamp: 5020,
+                payload: Bytes::from_static(b"\xaf\x01a1")
+            },
+        ]
+    );
+}

@@ -1,6 +1,8 @@
 //! What both roles of an RTMP connection share: the chunk decoder and encoder, the output buffer,
 //! acknowledgements of received bytes, the protocol control messages, and command writing.
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 
 use super::SessionError;
@@ -21,6 +23,8 @@ pub(crate) struct Wire {
     received: u64,
     acked: u64,
     peer_window: u32,
+    /// Parts of an aggregate message not yet handed out.
+    unpacked: VecDeque<(u32, u32, Message)>,
 }
 
 impl Wire {
@@ -33,6 +37,7 @@ impl Wire {
             received: 0,
             acked: 0,
             peer_window: DEFAULT_PEER_WINDOW,
+            unpacked: VecDeque::new(),
         }
     }
 
@@ -83,9 +88,41 @@ impl Wire {
         self.write(csid::COMMAND, type_id::COMMAND_AMF0, stream_id, &payload);
     }
 
+    /// The next message for the session from the front of `input`, as (stream id, timestamp,
+    /// message): protocol control is applied here, and aggregates come out as their audio and
+    /// video parts, one at a time.
+    pub fn next_message(
+        &mut self,
+        input: &mut BytesMut,
+    ) -> Result<Option<(u32, u32, Message)>, SessionError> {
+        loop {
+            if let Some(m) = self.unpacked.pop_front() {
+                return Ok(Some(m));
+            }
+            let Some(raw) = self.decoder.decode(input)? else {
+                return Ok(None);
+            };
+            let (stream_id, timestamp) = (raw.header.stream_id, raw.header.timestamp);
+            match self.control(Message::decode(&raw)?)? {
+                Some(Message::Aggregate(parts)) => {
+                    for (h, body) in parts {
+                        let msg = match h.type_id {
+                            type_id::AUDIO => Message::Audio(body),
+                            type_id::VIDEO => Message::Video(body),
+                            _ => continue,
+                        };
+                        self.unpacked.push_back((stream_id, h.timestamp, msg));
+                    }
+                }
+                Some(msg) => return Ok(Some((stream_id, timestamp, msg))),
+                None => {}
+            }
+        }
+    }
+
     /// Applies a protocol control message (chunk size, abort, window, ping request); any other
     /// message is handed back.
-    pub fn control(&mut self, msg: Message) -> Result<Option<Message>, SessionError> {
+    fn control(&mut self, msg: Message) -> Result<Option<Message>, SessionError> {
         match msg {
             Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
             Message::Abort(cs) => self.decoder.abort(cs),
