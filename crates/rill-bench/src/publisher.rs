@@ -1,9 +1,9 @@
 //! The publisher: an FLV file read once with `FlvDemuxer`, played in a loop with continuing
 //! timestamps, sent over RTMP (`ClientSession`) at real-time pace.
 //!
-//! For every coded video frame it logs the wall time at which the frame's bytes were handed to the
-//! kernel, keyed by the frame's timestamp; viewers look their arrivals up in that log to get the
-//! latency the server added.
+//! For every coded video and audio frame it logs the wall time at which the frame's bytes were
+//! handed to the kernel, keyed by the frame's timestamp, one log per media kind; viewers look
+//! their arrivals up in those logs to get the latency the server added.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::stats::{now_us, Errors, SendLog};
+use crate::stats::{now_us, Errors, SendLogs};
 use crate::target::Target;
 
 /// Largest input file read into memory.
@@ -178,7 +178,7 @@ pub const PUB_DROPPED: u8 = 3;
 pub async fn run(
     target: Target,
     file: Arc<FlvFile>,
-    log: Arc<SendLog>,
+    log: Arc<SendLogs>,
     stats: Arc<PublisherStats>,
     errors: Arc<Errors>,
     ready: oneshot::Sender<Result<(), String>>,
@@ -297,13 +297,13 @@ async fn connect(target: &Target) -> Result<Conn, String> {
 async fn pace(
     mut conn: Conn,
     file: &FlvFile,
-    log: &SendLog,
+    log: &SendLogs,
     stats: &PublisherStats,
 ) -> Result<(), String> {
     let start = Instant::now();
     let mut schedule = file.schedule().peekable();
-    // Video timestamps of the batch being sent, logged once the batch is written.
-    let mut batch: Vec<u32> = Vec::with_capacity(64);
+    // Kinds and timestamps of the coded frames being sent, logged once the batch is written.
+    let mut batch: Vec<(FrameKind, u32)> = Vec::with_capacity(64);
     loop {
         let Some(&(ts, _)) = schedule.peek() else {
             return Ok(());
@@ -334,8 +334,8 @@ async fn pace(
             schedule.next();
             send(&mut conn.session, ts, f);
             stats.frames.fetch_add(1, Relaxed);
-            if f.kind == FrameKind::Video && !f.sequence_header {
-                batch.push(ts);
+            if logged(f) {
+                batch.push((f.kind, ts));
             }
             if batch.len() >= 64 {
                 break;
@@ -343,9 +343,23 @@ async fn pace(
         }
         let n = conn.flush().await?;
         stats.bytes.fetch_add(n as u64, Relaxed);
-        let sent = now_us();
-        for &ts in &batch {
-            log.push(ts, sent);
+        log_sent(log, &batch, now_us());
+    }
+}
+
+/// Does `f`'s send time go into a log? Coded frames only: configuration is sent once, at the
+/// start, and viewers skip it too.
+fn logged(f: &Frame) -> bool {
+    matches!(f.kind, FrameKind::Video | FrameKind::Audio) && !f.sequence_header
+}
+
+/// Logs a written batch, each frame in the log of its own kind.
+fn log_sent(log: &SendLogs, batch: &[(FrameKind, u32)], sent_us: u64) {
+    for &(kind, ts) in batch {
+        match kind {
+            FrameKind::Audio => log.audio.push(ts, sent_us),
+            FrameKind::Video => log.video.push(ts, sent_us),
+            FrameKind::Metadata => {}
         }
     }
 }
@@ -410,6 +424,28 @@ mod tests {
         assert_eq!(s[12], (170, FrameKind::Audio));
         assert_eq!(s[13], (205, FrameKind::Video));
         assert!(f.kbps() > 0.0);
+    }
+
+    #[test]
+    fn logs_coded_audio_and_video_apart() {
+        let f = FlvFile::parse(&file()).unwrap();
+        let batch: Vec<(FrameKind, u32)> = f
+            .schedule()
+            .take(3 + 8)
+            .filter(|(_, f)| logged(f))
+            .map(|(t, f)| (f.kind, t))
+            .collect();
+        // Metadata and both sequence headers are not logged; 4 pictures and 4 AAC frames are.
+        assert_eq!(batch.len(), 8);
+        let log = SendLogs::default();
+        log_sent(&log, &batch, 500);
+        log_sent(&log, &[(FrameKind::Metadata, 200)], 600);
+        assert_eq!(log.video.lookup(40), Some(500));
+        assert_eq!(log.audio.lookup(45), Some(500));
+        // Each timestamp only in the log of its own kind.
+        assert_eq!(log.video.lookup(45), None);
+        assert_eq!(log.audio.lookup(40), None);
+        assert_eq!(log.audio.lookup(200), None);
     }
 
     #[test]

@@ -13,7 +13,10 @@ use tokio::time::Instant;
 
 use crate::procstat::{self, Usage};
 use crate::publisher::{self, FlvFile, PublisherStats};
-use crate::stats::{now_us, percentile_sorted, Errors, Latency, SendLog, ViewerState, ViewerStats};
+use crate::stats::{
+    now_us, percentile_sorted, Errors, Histogram, Latencies, Latency, SendLogs, ViewerState,
+    ViewerStats,
+};
 use crate::target::{fill, Target};
 use crate::viewer::{self, Protocol, Viewer};
 
@@ -173,6 +176,7 @@ pub struct PublisherCounts {
     pub max_late_ms: f64,
 }
 
+/// Latency of one media kind: `latency_ms` (video, the historical key) or `audio_latency_ms`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyReport {
     /// Frames measured (arrived within the window, sent after their viewer connected).
@@ -185,6 +189,35 @@ pub struct LatencyReport {
     pub p95: f64,
     pub p99: f64,
     pub max: f64,
+}
+
+impl LatencyReport {
+    fn of(l: &Latency) -> LatencyReport {
+        let ms = |p: f64| l.hist.percentile(p).unwrap_or(0) as f64 / 1000.0;
+        LatencyReport {
+            samples: l.hist.count(),
+            backlog_frames: l.backlog.load(Relaxed),
+            unmatched_frames: l.unmatched.load(Relaxed),
+            p50: ms(50.0),
+            p95: ms(95.0),
+            p99: ms(99.0),
+            max: l.hist.max().unwrap_or(0) as f64 / 1000.0,
+        }
+    }
+}
+
+impl Pcts {
+    /// Percentiles of a microsecond histogram, in ms; `None` when it is empty.
+    fn of_us(h: &Histogram) -> Option<Pcts> {
+        let ms = |p: f64| h.percentile(p).map(|us| us as f64 / 1000.0);
+        Some(Pcts {
+            count: h.count(),
+            p50: ms(50.0)?,
+            p95: ms(95.0)?,
+            p99: ms(99.0)?,
+            max: h.max()? as f64 / 1000.0,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,7 +253,13 @@ pub struct Report {
     pub aggregate_mbps: f64,
     pub per_viewer_mbps: Option<Spread>,
     pub ttff_ms: Option<Pcts>,
+    /// Video frames only: the figure older reports have, kept as it was so they compare.
     pub latency_ms: Option<LatencyReport>,
+    /// Audio frames, measured the same way (absent where video latency is).
+    pub audio_latency_ms: Option<LatencyReport>,
+    /// Audio and video frames together: the figure to hold a server to, since one that delays
+    /// audio shows it only here and in `audio_latency_ms`. Absent when no frame was measured.
+    pub all_frames_latency_ms: Option<Pcts>,
     pub server: Option<Usage>,
     /// Server CPU seconds per Gbit delivered to viewers in the window: the figure to compare
     /// between servers (and against the floor).
@@ -232,14 +271,14 @@ pub struct Report {
 
 /// State shared by a run's tasks.
 struct Shared {
-    latency: Arc<Latency>,
+    latency: Arc<Latencies>,
     errors: Arc<Errors>,
 }
 
 fn spawn_viewer(
     protocol: Protocol,
     target: Target,
-    log: Option<Arc<SendLog>>,
+    log: Option<Arc<SendLogs>>,
     pace: Option<Duration>,
     shared: &Shared,
 ) -> (Arc<ViewerStats>, JoinHandle<()>) {
@@ -256,14 +295,14 @@ fn spawn_viewer(
 
 /// A started publisher.
 struct Started {
-    log: Arc<SendLog>,
+    log: Arc<SendLogs>,
     stats: Arc<PublisherStats>,
     ready: oneshot::Receiver<Result<(), String>>,
     task: JoinHandle<()>,
 }
 
 fn spawn_publisher(target: Target, file: Arc<FlvFile>, shared: &Shared) -> Started {
-    let log = Arc::new(SendLog::default());
+    let log = Arc::new(SendLogs::default());
     let stats = Arc::new(PublisherStats::default());
     let (tx, ready) = oneshot::channel();
     let task = tokio::spawn(publisher::run(
@@ -297,7 +336,7 @@ pub async fn fanout(o: &RunOpts, n: usize, publish: bool) -> Result<Report, Stri
     let play_target = play_target(o, &play)?;
     check_fd_limit(n + 16);
     let shared = Shared {
-        latency: Arc::new(Latency::new()),
+        latency: Arc::new(Latencies::new()),
         errors: Arc::new(Errors::default()),
     };
     let mut tasks = Vec::with_capacity(n + 1);
@@ -354,7 +393,7 @@ pub async fn ingest(o: &RunOpts, n: usize) -> Result<Report, String> {
     let first_play = play_url(o, &ingest_url(&o.url, 0)?)?;
     check_fd_limit(2 * n + 16);
     let shared = Shared {
-        latency: Arc::new(Latency::new()),
+        latency: Arc::new(Latencies::new()),
         errors: Arc::new(Errors::default()),
     };
     let mut tasks = Vec::with_capacity(2 * n);
@@ -429,7 +468,7 @@ async fn measure(
     let tool = procstat::Watch::start("self").ok();
     let open_bytes: Vec<u64> = viewers.iter().map(|v| v.bytes.load(Relaxed)).collect();
     let opened = Instant::now();
-    shared.latency.window_start_us.store(now_us(), Relaxed);
+    shared.latency.open_window(now_us());
     // Lateness during the ramp says little (connection set-up shares the thread); in the window
     // it says whether the tool kept pace.
     for p in pubs {
@@ -496,16 +535,10 @@ async fn measure(
     ttff.sort_by(f64::total_cmp);
     let ttff_ms = exact_pcts(&ttff);
     let lat = &shared.latency;
-    let ms = |p: f64| lat.hist.percentile(p).unwrap_or(0) as f64 / 1000.0;
-    let latency_ms = (!pubs.is_empty() && o.protocol != Protocol::Hls).then(|| LatencyReport {
-        samples: lat.hist.count(),
-        backlog_frames: lat.backlog.load(Relaxed),
-        unmatched_frames: lat.unmatched.load(Relaxed),
-        p50: ms(50.0),
-        p95: ms(95.0),
-        p99: ms(99.0),
-        max: lat.hist.max().unwrap_or(0) as f64 / 1000.0,
-    });
+    let measured = !pubs.is_empty() && o.protocol != Protocol::Hls;
+    let latency_ms = measured.then(|| LatencyReport::of(&lat.video));
+    let audio_latency_ms = measured.then(|| LatencyReport::of(&lat.audio));
+    let all_frames_latency_ms = measured.then(|| Pcts::of_us(&lat.combined())).flatten();
     let publishers = (!pubs.is_empty()).then(|| {
         let st = |v: u8| pubs.iter().filter(|p| p.state.load(Relaxed) == v).count();
         PublisherCounts {
@@ -543,6 +576,8 @@ async fn measure(
         per_viewer_mbps,
         ttff_ms,
         latency_ms,
+        audio_latency_ms,
+        all_frames_latency_ms,
         server,
         server_cpu_s_per_gbit,
         tool,
@@ -660,11 +695,23 @@ pub fn summary(r: &Report) -> String {
         }
         None => s.push_str("  first frame none\n"),
     }
-    if let Some(l) = &r.latency_ms {
+    for (label, l) in [
+        ("latency     video", &r.latency_ms),
+        ("            audio", &r.audio_latency_ms),
+    ] {
+        if let Some(l) = l {
+            let _ = writeln!(
+                s,
+                "  {label} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} frames of {} viewers; {} backlog, {} unmatched skipped)",
+                l.p50, l.p95, l.p99, l.max, l.samples, r.latency_viewers, l.backlog_frames, l.unmatched_frames
+            );
+        }
+    }
+    if let Some(a) = &r.all_frames_latency_ms {
         let _ = writeln!(
             s,
-            "  latency     p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} frames of {} viewers; {} backlog, {} unmatched skipped)",
-            l.p50, l.p95, l.p99, l.max, l.samples, r.latency_viewers, l.backlog_frames, l.unmatched_frames
+            "            all frames p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} audio + video frames)",
+            a.p50, a.p95, a.p99, a.max, a.count
         );
     }
     if let Some(u) = &r.server {
@@ -806,5 +853,110 @@ mod tests {
         o.precise_viewers = 10;
         assert_eq!(o.pace(9), None);
         assert_eq!(o.pace(10), Some(Duration::from_millis(50)));
+    }
+
+    fn report_with(lat: &Latencies) -> Report {
+        Report {
+            command: "fanout",
+            protocol: Protocol::Rtmp,
+            publish_url: Some("rtmp://127.0.0.1/live/b".into()),
+            play_url: "rtmp://127.0.0.1/live/b".into(),
+            file_kbps: Some(2500.0),
+            window_secs: 8.0,
+            read_interval_ms: 0,
+            latency_viewers: 2,
+            viewers: ViewerCounts {
+                requested: 2,
+                connected: 2,
+                failed: 0,
+                dropped: 0,
+                without_frames: 0,
+                min_video_frames: 240,
+            },
+            publishers: None,
+            aggregate_mbps: 5.0,
+            per_viewer_mbps: None,
+            ttff_ms: None,
+            latency_ms: Some(LatencyReport::of(&lat.video)),
+            audio_latency_ms: Some(LatencyReport::of(&lat.audio)),
+            all_frames_latency_ms: Pcts::of_us(&lat.combined()),
+            server: None,
+            server_cpu_s_per_gbit: None,
+            tool: None,
+            baseline: None,
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn reports_audio_and_all_frames_next_to_video() {
+        let lat = Latencies::new();
+        lat.open_window(0);
+        let logs = SendLogs::default();
+        for i in 0..100u32 {
+            logs.video.push(i * 33, u64::from(i) * 33_000);
+            logs.audio.push(i * 21, u64::from(i) * 21_000);
+        }
+        for i in 0..100u32 {
+            // Video arrives 1 ms after sending; audio waits 20 ms (held for the next picture).
+            lat.video
+                .frame(&logs.video, i * 33, u64::from(i) * 33_000 + 1_000, 0);
+            lat.audio
+                .frame(&logs.audio, i * 21, u64::from(i) * 21_000 + 20_000, 0);
+        }
+        lat.audio.frame(&logs.audio, 5, 1, 0); // no such audio timestamp
+        let r = report_with(&lat);
+        let v = r.latency_ms.as_ref().unwrap();
+        let a = r.audio_latency_ms.as_ref().unwrap();
+        let all = r.all_frames_latency_ms.as_ref().unwrap();
+        assert_eq!((v.samples, a.samples, all.count), (100, 100, 200));
+        assert_eq!(a.unmatched_frames, 1);
+        assert!((v.p99 - 1.0).abs() < 0.02, "{}", v.p99);
+        assert!((a.p99 - 20.0).abs() < 0.4, "{}", a.p99);
+        // Half the frames are audio: the combined p99 is audio's, the combined p50 still video's.
+        assert!((all.p99 - 20.0).abs() < 0.4, "{}", all.p99);
+        assert!((all.p50 - 1.0).abs() < 0.02, "{}", all.p50);
+        assert_eq!(all.max, 20.0);
+
+        // The video keys are those of older reports; the new figures sit beside them.
+        let j = serde_json::to_value(&r).unwrap();
+        let keys: Vec<&str> = j["latency_ms"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for k in [
+            "samples",
+            "backlog_frames",
+            "unmatched_frames",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+        ] {
+            assert!(keys.contains(&k), "{k}");
+        }
+        assert_eq!(keys.len(), 7);
+        assert_eq!(j["audio_latency_ms"]["unmatched_frames"], 1);
+        assert_eq!(j["all_frames_latency_ms"]["count"], 200);
+
+        let text = summary(&r);
+        assert!(text.contains("latency     video p50 1.0"), "{text}");
+        assert!(text.contains("audio p50 20."), "{text}");
+        assert!(text.contains("1 unmatched skipped"), "{text}");
+        assert!(text.contains("all frames p50 1.0"), "{text}");
+        assert!(text.contains("(200 audio + video frames)"), "{text}");
+    }
+
+    #[test]
+    fn no_samples_no_combined_figure() {
+        let lat = Latencies::new();
+        assert!(Pcts::of_us(&lat.combined()).is_none());
+        let r = report_with(&lat);
+        assert_eq!(r.audio_latency_ms.as_ref().map(|a| a.samples), Some(0));
+        let j = serde_json::to_value(&r).unwrap();
+        assert!(j["all_frames_latency_ms"].is_null());
+        assert!(!summary(&r).contains("all frames"));
     }
 }

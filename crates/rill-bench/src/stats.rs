@@ -1,5 +1,6 @@
 //! Measurement primitives: a shared monotonic clock, a lock-free log-linear histogram, exact
-//! percentiles for small sample sets, the publisher's send log, and per-viewer counters.
+//! percentiles for small sample sets, the publisher's send logs (video and audio), the latency
+//! accounts fed from them, and per-viewer counters.
 //!
 //! Everything a viewer touches per frame is an atomic add or a read-locked binary search, so
 //! thousands of viewers on one runtime thread do not turn the tool into the bottleneck.
@@ -112,6 +113,25 @@ impl Histogram {
         }
         Some(hi)
     }
+
+    /// A histogram holding every value recorded in `parts`: how audio and video latencies become
+    /// one "all frames" distribution without recording each sample twice.
+    pub fn merged(parts: &[&Histogram]) -> Histogram {
+        let h = Histogram::new();
+        for p in parts {
+            for (dst, src) in h.buckets.iter().zip(p.buckets.iter()) {
+                dst.fetch_add(src.load(Relaxed), Relaxed);
+            }
+            let n = p.count();
+            h.count.fetch_add(n, Relaxed);
+            if n > 0 {
+                // An empty part's min (u64::MAX) and max (0) must not clamp the merged range.
+                h.max.fetch_max(p.max.load(Relaxed), Relaxed);
+                h.min.fetch_min(p.min.load(Relaxed), Relaxed);
+            }
+        }
+        h
+    }
 }
 
 /// Exact nearest-rank percentile of an ascending slice; `None` when empty.
@@ -126,8 +146,8 @@ pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
 /// Most send records kept: at 60 video frames a second, over an hour, far beyond any run.
 const SEND_LOG_CAP: usize = 1 << 18;
 
-/// When each video timestamp was handed to the kernel by the publisher. Timestamps increase
-/// monotonically (looping continues them), so lookups are a binary search.
+/// When each timestamp of one media kind was handed to the kernel by the publisher. Timestamps
+/// increase monotonically (looping continues them), so lookups are a binary search.
 #[derive(Default)]
 pub struct SendLog {
     entries: RwLock<VecDeque<(u32, u64)>>,
@@ -158,7 +178,15 @@ impl SendLog {
     }
 }
 
-/// Latency figures shared by every viewer of a run.
+/// One publisher's send logs. Audio and video are kept apart because their timestamps can
+/// coincide (an AAC frame and a picture both at 1000 ms) yet leave in different writes.
+#[derive(Default)]
+pub struct SendLogs {
+    pub video: SendLog,
+    pub audio: SendLog,
+}
+
+/// Latency figures of one media kind, shared by every viewer of a run.
 #[derive(Default)]
 pub struct Latency {
     pub hist: Histogram,
@@ -177,8 +205,8 @@ impl Latency {
         l
     }
 
-    /// Accounts one video frame that arrived at `arrival_us` for a viewer that started at
-    /// `viewer_start_us`.
+    /// Accounts one frame that arrived at `arrival_us` for a viewer that started at
+    /// `viewer_start_us`, looked up in the send log of its own media kind.
     pub fn frame(&self, log: &SendLog, timestamp: u32, arrival_us: u64, viewer_start_us: u64) {
         match log.lookup(timestamp) {
             None => {
@@ -193,6 +221,39 @@ impl Latency {
                 }
             }
         }
+    }
+}
+
+/// The video and audio latency accounts of a run. Audio has its own because a server may hold
+/// audio back (to ride along with the next picture), which per-picture figures cannot show.
+pub struct Latencies {
+    pub video: Latency,
+    pub audio: Latency,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latencies {
+    pub fn new() -> Self {
+        Latencies {
+            video: Latency::new(),
+            audio: Latency::new(),
+        }
+    }
+
+    /// Starts counting arrivals from `at_us` on, for both media kinds at once.
+    pub fn open_window(&self, at_us: u64) {
+        self.video.window_start_us.store(at_us, Relaxed);
+        self.audio.window_start_us.store(at_us, Relaxed);
+    }
+
+    /// Audio and video samples together.
+    pub fn combined(&self) -> Histogram {
+        Histogram::merged(&[&self.video.hist, &self.audio.hist])
     }
 }
 
@@ -304,6 +365,21 @@ pub fn is_video_config(first: [u8; 2]) -> bool {
         || first[0] >> 4 == 5
 }
 
+/// Is this FLV audio tag body (its first two bytes) a codec configuration record (or another
+/// non-sample packet) rather than coded audio? Legacy: AAC (SoundFormat 10) with AACPacketType 0;
+/// Enhanced RTMP (SoundFormat 9): AudioPacketType SequenceStart, SequenceEnd or
+/// MultichannelConfig, also inside a multitrack packet.
+pub fn is_audio_config(first: [u8; 2]) -> bool {
+    let not_samples = |packet_type: u8| matches!(packet_type, 0 | 2 | 4);
+    match first[0] >> 4 {
+        10 => first[1] == 0,
+        // Multitrack (5): the packet type of the tracks is the low nibble of the next byte.
+        9 if first[0] & 0x0F == 5 => not_samples(first[1] & 0x0F),
+        9 => not_samples(first[0] & 0x0F),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +473,79 @@ mod tests {
         assert_eq!(lat.unmatched.load(Relaxed), 1);
         assert_eq!(lat.hist.count(), 1);
         assert_eq!(lat.hist.max(), Some(3_000));
+    }
+
+    #[test]
+    fn merged_histogram_spans_both_parts() {
+        let video = Histogram::new();
+        let audio = Histogram::new();
+        let empty = Histogram::new();
+        for _ in 0..90 {
+            video.record(2_000);
+        }
+        for _ in 0..10 {
+            audio.record(40_000); // audio held back: only the merged tail shows it
+        }
+        assert_eq!(video.percentile(99.0), Some(2_000));
+        let all = Histogram::merged(&[&video, &audio, &empty]);
+        assert_eq!(all.count(), 100);
+        assert_eq!(all.max(), Some(40_000));
+        assert_eq!(all.percentile(50.0), Some(2_000));
+        assert_eq!(all.percentile(89.0), Some(2_000));
+        assert_eq!(all.percentile(92.0), Some(40_000));
+        assert_eq!(all.percentile(99.0), Some(40_000));
+        assert_eq!(all.percentile(0.0), Some(2_000)); // the empty part did not clamp the min
+        assert_eq!(Histogram::merged(&[&empty]).percentile(99.0), None);
+        // The parts are left as they were.
+        assert_eq!((video.count(), audio.count()), (90, 10));
+    }
+
+    #[test]
+    fn latencies_keep_audio_and_video_apart() {
+        let logs = SendLogs::default();
+        // The same timestamp sent twice, once per kind, at different times.
+        logs.video.push(1_000, 10_000);
+        logs.audio.push(1_000, 30_000);
+        logs.audio.push(1_021, 31_000);
+        let lat = Latencies::new();
+        lat.video.frame(&logs.video, 1_000, 40_000, 0);
+        assert_eq!(lat.video.hist.count(), 0); // window still closed
+        lat.open_window(35_000);
+        lat.video.frame(&logs.video, 1_000, 40_000, 0); // 30 ms
+        lat.audio.frame(&logs.audio, 1_000, 40_000, 0); // 10 ms
+        lat.audio.frame(&logs.audio, 1_021, 34_000, 0); // arrived before the window
+        lat.audio.frame(&logs.audio, 1_042, 41_000, 0); // never sent
+        lat.audio.frame(&logs.audio, 1_000, 41_000, 35_000); // sent before the viewer started
+        assert_eq!(lat.video.hist.max(), Some(30_000));
+        assert_eq!(lat.audio.hist.max(), Some(10_000));
+        assert_eq!(lat.audio.hist.count(), 1);
+        assert_eq!(lat.audio.unmatched.load(Relaxed), 1);
+        assert_eq!(lat.audio.backlog.load(Relaxed), 1);
+        assert_eq!(lat.video.unmatched.load(Relaxed), 0);
+        let all = lat.combined();
+        assert_eq!(all.count(), 2);
+        // Bucket midpoints: within the histogram's 1/64 relative error of the samples.
+        let p50 = all.percentile(50.0).unwrap();
+        assert!((10_000..=10_000 + 10_000 / 64).contains(&p50), "{p50}");
+        let p99 = all.percentile(99.0).unwrap();
+        assert!(p99.abs_diff(30_000) <= 30_000 / 64, "{p99}");
+        assert_eq!(all.max(), Some(30_000));
+    }
+
+    #[test]
+    fn audio_config_detection() {
+        assert!(is_audio_config([0xAF, 0x00])); // AAC sequence header
+        assert!(!is_audio_config([0xAF, 0x01])); // AAC raw frame
+        assert!(!is_audio_config([0xAE, 0x01])); // AAC, other rate/size bits
+        assert!(!is_audio_config([0x2F, 0x00])); // MP3: no sequence header, first byte of data
+        assert!(!is_audio_config([0x00, 0x00])); // PCM (and an empty body, zero-padded)
+        assert!(is_audio_config([0x90, b'O'])); // Enhanced SequenceStart (Opus)
+        assert!(!is_audio_config([0x91, b'O'])); // Enhanced CodedFrames
+        assert!(is_audio_config([0x92, b'f'])); // Enhanced SequenceEnd
+        assert!(is_audio_config([0x94, b'm'])); // Enhanced MultichannelConfig
+        assert!(is_audio_config([0x95, 0x00])); // Multitrack of SequenceStart
+        assert!(!is_audio_config([0x95, 0x01])); // Multitrack of CodedFrames
+        assert!(!is_audio_config([0x95, 0x11])); // ManyTracks of CodedFrames
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Each viewer is one task with one reused read buffer. Per frame it does the least it can: the
 //! FLV paths read tag headers only, and every viewer does a few relaxed atomic adds and, for
-//! latency, one binary search in the publisher's send log.
+//! latency, one binary search in the publisher's send log of the frame's kind (audio frames count
+//! as well as video: a server that holds audio back must show it).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::http::{self, ChunkedDecoder, FlvScanner, TagInfo};
-use crate::stats::{is_video_config, now_us, Errors, Latency, SendLog, ViewerState, ViewerStats};
+use crate::stats::{
+    is_audio_config, is_video_config, now_us, Errors, Latencies, SendLogs, ViewerState, ViewerStats,
+};
 use crate::target::{Scheme, Target};
 
 /// How a viewer plays.
@@ -58,9 +61,9 @@ const MAX_SEGMENT: usize = 64 << 20;
 #[derive(Clone)]
 pub struct Viewer {
     pub stats: Arc<ViewerStats>,
-    pub latency: Arc<Latency>,
-    /// The publisher's log, when the bench publishes (no latency without it).
-    pub log: Option<Arc<SendLog>>,
+    pub latency: Arc<Latencies>,
+    /// The publisher's logs, when the bench publishes (no latency without them).
+    pub log: Option<Arc<SendLogs>>,
     pub errors: Arc<Errors>,
     /// Pause after each read (`--read-interval-ms`): fewer, larger reads make a bulk viewer much
     /// cheaper, at the price of arrival-time precision, so paced viewers report no latency.
@@ -85,7 +88,30 @@ impl Viewer {
         let now = now_us();
         self.stats.video_frame(now);
         if let Some(log) = &self.log {
-            self.latency.frame(log, timestamp, now, start_us);
+            self.latency
+                .video
+                .frame(&log.video, timestamp, now, start_us);
+        }
+    }
+
+    /// One audio tag arrived completely.
+    fn audio(&self, start_us: u64, timestamp: u32, first: [u8; 2]) {
+        if is_audio_config(first) {
+            return;
+        }
+        if let Some(log) = &self.log {
+            self.latency
+                .audio
+                .frame(&log.audio, timestamp, now_us(), start_us);
+        }
+    }
+
+    /// One complete FLV tag seen by an HTTP-FLV or WS-FLV scan.
+    fn tag(&self, start_us: u64, t: TagInfo) {
+        match t.tag_type {
+            8 => self.audio(start_us, t.timestamp, t.first),
+            9 => self.video(start_us, t.timestamp, t.first),
+            _ => {}
         }
     }
 
@@ -169,6 +195,11 @@ async fn rtmp(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
                     timestamp,
                     payload,
                 } => v.video(start, timestamp, first2(&payload)),
+                ClientEvent::Media {
+                    kind: MediaKind::Audio,
+                    timestamp,
+                    payload,
+                } => v.audio(start, timestamp, first2(&payload)),
                 ClientEvent::Status {
                     level,
                     code,
@@ -248,11 +279,7 @@ impl FlvBody {
     }
 
     fn feed(&mut self, data: &[u8], v: &Viewer, start: u64) -> Result<(), String> {
-        let on_tag = |t: TagInfo| {
-            if t.tag_type == 9 {
-                v.video(start, t.timestamp, t.first);
-            }
-        };
+        let on_tag = |t: TagInfo| v.tag(start, t);
         match &mut self.chunked {
             None => self
                 .scan
@@ -305,12 +332,8 @@ async fn ws_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
         match msg.map_err(|e| format!("WebSocket: {e}"))? {
             Message::Binary(data) => {
                 v.stats.add_bytes(data.len());
-                scan.feed(&data, |t| {
-                    if t.tag_type == 9 {
-                        v.video(start, t.timestamp, t.first);
-                    }
-                })
-                .map_err(|e| format!("flv: {e:?}"))?;
+                scan.feed(&data, |t| v.tag(start, t))
+                    .map_err(|e| format!("flv: {e:?}"))?;
             }
             Message::Close(_) => return Err("server closed the WebSocket".into()),
             _ => {}

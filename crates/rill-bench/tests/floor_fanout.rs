@@ -1,5 +1,6 @@
 //! End to end: the floor server fed by the bench's own RTMP publisher, and a 10-viewer HTTP-FLV
-//! fan-out against it for 3 s, in both floor modes, using a 3 s FLV made with ffmpeg.
+//! fan-out against it for 3 s, in both floor modes, using a 3 s FLV made with ffmpeg; video and
+//! audio latency are both checked.
 //!
 //! Skipped (with a message) when ffmpeg is missing, except under CI=true where that is a failure.
 
@@ -164,6 +165,37 @@ fn floor_serves_ten_viewers_in_both_modes() {
             assert!(l50 < 150.0, "{ctx}");
         }
         p50.push(l50);
+
+        // AAC at 48 kHz is ~47 frames a second: 10 viewers x ~140 audio frames in the window.
+        assert!(f(&r, &["audio_latency_ms", "samples"]) >= 900.0, "{ctx}");
+        assert_eq!(
+            f(&r, &["audio_latency_ms", "unmatched_frames"]),
+            0.0,
+            "{ctx}"
+        );
+        let (a50, a99, amax) = (
+            f(&r, &["audio_latency_ms", "p50"]),
+            f(&r, &["audio_latency_ms", "p99"]),
+            f(&r, &["audio_latency_ms", "max"]),
+        );
+        assert!(
+            0.0 <= a50 && a50 <= a99 && a99 <= amax && amax < 1000.0,
+            "{ctx}"
+        );
+        // The combined figures hold every audio and video sample, and lie between the two.
+        assert_eq!(
+            f(&r, &["all_frames_latency_ms", "count"]),
+            f(&r, &["latency_ms", "samples"]) + f(&r, &["audio_latency_ms", "samples"]),
+            "{ctx}"
+        );
+        let all99 = f(&r, &["all_frames_latency_ms", "p99"]);
+        assert!(all99 <= l99.max(a99) * 1.02, "{ctx}");
+        assert!(all99 >= l99.min(a99) * 0.98, "{ctx}");
+        assert_eq!(
+            f(&r, &["all_frames_latency_ms", "max"]),
+            lmax.max(amax),
+            "{ctx}"
+        );
 
         assert!(f(&r, &["server", "cpu_seconds"]) >= 0.0, "{ctx}");
         assert!(f(&r, &["server", "peak_rss_kib"]) > 0.0, "{ctx}");
