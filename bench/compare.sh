@@ -733,8 +733,27 @@ def cpu_gib(rep):
     v = rep.get("server_cpu_s_per_gbit") if rep else None
     return v * GIB_BITS if v is not None else None
 
+def latency(rep):
+    """(p50, p99, all_frames) of a report's latency: over audio and video frames when it has them
+    (all_frames_latency_ms), else video frames only (latency_ms, all older reports have); Nones
+    when nothing was measured."""
+    rep = rep or {}
+    both = rep.get("all_frames_latency_ms")
+    if both and both.get("count"):
+        return both["p50"], both["p99"], True
+    lat = rep.get("latency_ms")
+    if lat and lat.get("samples"):
+        return lat["p50"], lat["p99"], False
+    return None, None, False
+
+def fmt_p99(rep, spec=".1f"):
+    """The p99 cell: ᵛ marks a video-only figure (a report from before audio was measured)."""
+    _, p, both = latency(rep)
+    return fmt(p, spec) + ("" if p is None or both else "ᵛ")
+
 def keeps_up(rep):
-    """Every viewer connected, none dropped, each got >= 90 % of the stream's rate, p99 < 500 ms."""
+    """Every viewer connected, none dropped, each got >= 90 % of the stream's rate, p99 < 500 ms
+    (over audio and video frames where the report has that, else over video frames)."""
     if not rep:
         return False
     v = rep["viewers"]
@@ -744,8 +763,8 @@ def keeps_up(rep):
     per = rep.get("per_viewer_mbps")
     if not per or per["min"] < 0.9 * rate:
         return False
-    lat = rep.get("latency_ms")
-    return bool(lat and lat["samples"] and lat["p99"] < 500)
+    p99 = latency(rep)[1]
+    return p99 is not None and p99 < 500
 
 def tool_bound(rep):
     t = rep.get("tool") if rep else None
@@ -815,8 +834,7 @@ def p99(target, proto, n):
     r = find(target, proto, n)
     if not r or r["status"] != "ok":
         return "–"
-    lat = r["rep"].get("latency_ms")
-    return fmt(lat["p99"], ".1f") if lat and lat["samples"] else "–"
+    return fmt_p99(r["rep"])
 
 def startup_idle(target):
     rs = [r for r in runs if r["target"] == target and r.get("startup_ms") is not None]
@@ -847,11 +865,10 @@ def ingest_cell(target):
         return na_reason(target, "ingest")
     rep = r["rep"]
     p, v = rep.get("publishers") or {}, rep["viewers"]
-    lat = rep.get("latency_ms") or {}
     ok = "ok" if keeps_up(rep) else "BEHIND"
     cpu = (rep.get("server") or {}).get("cpu_percent")
     return (f"{ok}: {p.get('publishing', 0)}/{p.get('requested', 0)} pub, "
-            f"{v['connected'] - v['dropped']} view, p99 {fmt(lat.get('p99'), '.0f')} ms, "
+            f"{v['connected'] - v['dropped']} view, p99 {fmt_p99(rep, '.0f')} ms, "
             f"{fmt(cpu, '.0f')} % CPU")
 
 def slow_cell(target):
@@ -862,10 +879,7 @@ def slow_cell(target):
         return na_reason(target, "slow")
     rep = r["rep"]
     base = find(target, "rtmp", 100)
-    b99 = None
-    if base and base["status"] == "ok" and (base["rep"].get("latency_ms") or {}).get("samples"):
-        b99 = base["rep"]["latency_ms"]["p99"]
-    lat = rep.get("latency_ms") or {}
+    b99 = fmt_p99(base["rep"]) if base and base["status"] == "ok" else "–"
     stall = r.get("stall") or {}
     if not isinstance(stall, dict):
         stall = {"outcome": "error", "error": str(stall)}
@@ -891,7 +905,7 @@ def slow_cell(target):
     outcome = stall.get("outcome") or "?"
     if stall.get("error"):
         outcome = "stall client " + stall["error"][:60]
-    return (f"{healthy}: p99 {fmt(b99, '.1f')}→{fmt(lat.get('p99'), '.1f')} ms, "
+    return (f"{healthy}: p99 {b99}→{fmt_p99(rep)} ms, "
             f"peak RSS {fmt(peak, '.0f')} MiB (alone {fmt(base_peak, '.0f')}), "
             f"{fmt(grow, '+.1f')} MiB in the stall's last 8 s, stalled viewer {outcome}, "
             f"{stall.get('drained_bytes', 0) / 2**20:.1f} MiB queued")
@@ -930,13 +944,14 @@ for r in runs:
                        (r["status"] + ": " + r.get("reason", ""))[:100]] + [""] * 10)
         continue
     v, srv = rep["viewers"], rep.get("server") or {}
-    per, lat, tt = rep.get("per_viewer_mbps") or {}, rep.get("latency_ms") or {}, rep.get("ttff_ms") or {}
+    per, tt = rep.get("per_viewer_mbps") or {}, rep.get("ttff_ms") or {}
+    l50, l99, both = latency(rep)
     detail.append([NAMES.get(r["target"], r["target"]), r["scenario"], r["count"],
                    f"{v['connected']}/{v['requested']}", v["dropped"],
                    f"{fmt(per.get('min'))} / {fmt(per.get('p50'))}", fmt(rep.get("aggregate_mbps"), ".0f"),
                    fmt(srv.get("cpu_percent"), ".0f"), fmt(cpu_gib(rep)),
                    fmt(srv["peak_rss_kib"] / 1024 if srv else None, ".1f"),
-                   f"{fmt(lat.get('p50'), '.1f')} / {fmt(lat.get('p99'), '.1f')}",
+                   f"{fmt(l50, '.1f')} / {fmt(l99, '.1f')}" + ("" if l99 is None or both else "ᵛ"),
                    fmt(tt.get("p50"), ".0f"), fmt((rep.get("tool") or {}).get("cpu_percent"), ".0f"),
                    "yes" if keeps_up(rep) else "NO"])
 
@@ -950,7 +965,9 @@ after a {meta['warmup_s']} s warm-up, ramp {meta['ramp_per_s']}/s, a fresh serve
 samples) to keep the tool's CPU down.
 "Kept up": every viewer connected and none dropped, each got ≥ 90 % of the stream's bit rate over the
 window and p99 latency < 500 ms. Latency = publisher send → viewer receive of the same frame (the
-server-added delay on loopback). CPU s/GiB = server CPU seconds per GiB delivered to viewers (lower
+server-added delay on loopback), over audio and video frames together, so a server that holds audio
+back shows it; ᵛ = video frames only (a report from a rill-bench that did not yet measure audio).
+CPU s/GiB = server CPU seconds per GiB delivered to viewers (lower
 is better); x floor = that figure over the floor's at the same count; † = rill-bench itself used
 ≥ 95 % of a core, so the figure is bounded by the tool. KiB/viewer = (peak RSS − idle RSS) / viewers.
 Slow consumer: p99 of 100 healthy RTMP viewers alone → with one viewer that stops reading (4 KiB

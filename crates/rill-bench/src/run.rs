@@ -710,7 +710,7 @@ pub fn summary(r: &Report) -> String {
     if let Some(a) = &r.all_frames_latency_ms {
         let _ = writeln!(
             s,
-            "            all frames p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} audio + video frames)",
+            "              all frames p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} audio + video frames)",
             a.p50, a.p95, a.p99, a.max, a.count
         );
     }
