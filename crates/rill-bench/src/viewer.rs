@@ -71,10 +71,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// The pause between reads, once playing.
+    /// The pause between reads, once playing and the first picture is in (pausing earlier would
+    /// add the pause to the time to first frame).
     async fn pause(&self) {
         if let Some(d) = self.pace {
-            if self.stats.state() == ViewerState::Connected {
+            if self.stats.state() == ViewerState::Connected && self.stats.ttff().is_some() {
                 tokio::time::sleep(d).await;
             }
         }

@@ -1,8 +1,10 @@
 //! Socket helpers shared by the outputs.
 
+use std::future::Future;
 use std::io::IoSlice;
-
 use std::net::SocketAddr;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -25,12 +27,13 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
             i += 1;
             continue;
         }
-        let slices: Vec<IoSlice<'_>> = bufs[i..]
-            .iter()
-            .take(MAX_IOVECS)
-            .map(|b| IoSlice::new(b))
-            .collect();
-        let mut n = w.write_vectored(&slices).await?;
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for (slot, b) in slices.iter_mut().zip(&bufs[i..]) {
+            *slot = IoSlice::new(b);
+            count += 1;
+        }
+        let mut n = w.write_vectored(&slices[..count]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -46,6 +49,76 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+/// A handle on a connection's TCP socket (a duplicate descriptor) for changing TCP_NODELAY after
+/// the connection has been split into halves or wrapped in TLS. Given up once used, so a viewer
+/// holds one descriptor, not two.
+#[derive(Debug, Default)]
+pub struct NodelaySwitch(Option<std::net::TcpStream>);
+
+impl NodelaySwitch {
+    pub fn new(socket: &TcpStream) -> Self {
+        use std::os::fd::AsFd;
+        NodelaySwitch(
+            socket
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(std::net::TcpStream::from),
+        )
+    }
+
+    /// Media is flowing: from now on the socket has TCP_NODELAY = `nodelay`.
+    pub fn media_started(&mut self, nodelay: bool) {
+        if let Some(s) = self.0.take() {
+            if !nodelay {
+                let _ = s.set_nodelay(false);
+            }
+        }
+    }
+
+    /// The connection will not play (a publisher): keep the socket as it is.
+    pub fn release(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Why [`write_all_timed`] failed.
+#[derive(Debug)]
+pub enum WriteError {
+    Io(std::io::Error),
+    /// The peer did not take the bytes within the limit (it stopped reading).
+    TimedOut,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Io(e) => write!(f, "write error: {e}"),
+            WriteError::TimedOut => f.write_str("write timed out: peer stopped reading"),
+        }
+    }
+}
+
+/// [`write_all_vectored`] bounded by `limit`. A timer is armed only when the socket cannot take
+/// everything at once: the common write to a healthy viewer costs no timer (arming and cancelling
+/// one per write was a measurable share of delivery).
+pub async fn write_all_timed<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bufs: &mut [Bytes],
+    limit: Duration,
+) -> Result<(), WriteError> {
+    let mut write = pin!(write_all_vectored(w, bufs));
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    let done = match first {
+        Poll::Ready(r) => r,
+        Poll::Pending => match tokio::time::timeout(limit, write).await {
+            Ok(r) => r,
+            Err(_) => return Err(WriteError::TimedOut),
+        },
+    };
+    done.map_err(WriteError::Io)
 }
 
 /// The next accepted connection with Nagle off, or `None` once `shutdown` is cancelled. Accept
@@ -95,5 +168,28 @@ mod tests {
         write_all_vectored(&mut a, &mut bufs).await.unwrap();
         drop(a);
         assert_eq!(reader.await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn timed_write_completes_when_the_peer_reads_and_times_out_when_it_does_not() {
+        let (mut a, mut b) = tokio::io::duplex(16);
+        let mut bufs = vec![Bytes::from_static(b"0123456789"); 8];
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+                .await
+                .unwrap();
+            got.len()
+        });
+        write_all_timed(&mut a, &mut bufs, Duration::from_secs(5))
+            .await
+            .unwrap();
+        drop(a);
+        assert_eq!(reader.await.unwrap(), 80);
+
+        let (mut a, _b) = tokio::io::duplex(16);
+        let mut bufs = vec![Bytes::from_static(b"0123456789"); 8];
+        let r = write_all_timed(&mut a, &mut bufs, Duration::from_millis(50)).await;
+        assert!(matches!(r, Err(WriteError::TimedOut)));
     }
 }

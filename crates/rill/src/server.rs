@@ -116,6 +116,7 @@ impl ServerBuilder {
                 gop_max_frames: r.gop_cache_max_frames,
                 queue: r.viewer_queue,
                 chunk_size: r.chunk_size,
+                batching: config.delivery.batching(),
             },
             publisher_idle_timeout: Duration::from_secs(r.publisher_idle_timeout),
         });
@@ -150,15 +151,16 @@ impl ServerBuilder {
         let http_addr = local_addr("HTTP", &http_listener)?;
         let hooks = Hooks::new(self.handlers, &config.hooks);
         let sign = SignPolicy::new(&config.auth);
+        let shutdown = CancellationToken::new();
         let ctx = Arc::new(Context {
             config,
             hub,
-            sessions: Arc::new(Sessions::default()),
+            sessions: Arc::new(Sessions::new(shutdown.clone())),
             hooks,
             sign,
             outputs: crate::outputs::Outputs::default(),
             recordings: crate::outputs::recording::Recordings::default(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
         });
         // Recordings a crash interrupted are playable fragmented MP4s: give them their names.

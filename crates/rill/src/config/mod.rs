@@ -124,6 +124,11 @@ pub struct DeliveryConfig {
     pub write: WriteMode,
     pub coalesce_ms: u64,
     pub merge_ms: u64,
+    /// TCP_NODELAY once a viewer is playing. `true`: every write leaves at once. `false`: the
+    /// kernel may merge a small write with the next while earlier bytes are unacknowledged (Nagle),
+    /// which saves most of the per-packet cost on the way to the viewer. Unset: `true` for `frame`,
+    /// `false` for `coalesced` and `merged`. Handshakes and replies always go out at once.
+    pub nodelay: Option<bool>,
 }
 
 impl Default for DeliveryConfig {
@@ -132,11 +137,17 @@ impl Default for DeliveryConfig {
             write: WriteMode::Coalesced,
             coalesce_ms: 40,
             merge_ms: 100,
+            nodelay: None,
         }
     }
 }
 
 impl DeliveryConfig {
+    /// Whether a playing viewer's socket keeps TCP_NODELAY (see [`DeliveryConfig::nodelay`]).
+    pub fn media_nodelay(&self) -> bool {
+        self.nodelay.unwrap_or(self.write == WriteMode::Frame)
+    }
+
     pub fn batching(&self) -> crate::hub::Batching {
         use std::time::Duration;
         match self.write {

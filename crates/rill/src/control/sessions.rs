@@ -60,7 +60,7 @@ pub struct SessionInfo {
     pub created_ms: u64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
-    /// Cancelled to end the session.
+    /// Cancelled to end the session; also cancelled when the server shuts down.
     pub kick: CancellationToken,
     attachment: Mutex<Attachment>,
 }
@@ -108,9 +108,21 @@ pub struct Sessions {
     map: Mutex<HashMap<u64, Arc<SessionInfo>>>,
     next_id: AtomicU64,
     pub counters: SessionCounters,
+    /// The server's shutdown: every session's `kick` is a child of it.
+    shutdown: CancellationToken,
 }
 
 impl Sessions {
+    /// A registry whose sessions are also kicked when `shutdown` is cancelled: a session then
+    /// waits on its own token only (a shared token's waiter list is a lock every session would
+    /// take on every poll).
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Sessions {
+            shutdown,
+            ..Sessions::default()
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<SessionInfo>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -129,7 +141,7 @@ impl Sessions {
             created_ms,
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            kick: CancellationToken::new(),
+            kick: self.shutdown.child_token(),
             attachment: Mutex::new(Attachment::default()),
         });
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);

@@ -23,7 +23,7 @@ use super::listener::Peer;
 use crate::control::auth::{Action, SignError};
 use crate::control::hooks::{Event, EventKind, Hooks};
 use crate::control::sessions::{Protocol, Role, SessionGuard};
-use crate::hub::{Batching, Packet, Subscription, ViewerEnd};
+use crate::hub::{Packet, Subscription, ViewerEnd};
 use crate::server::Context;
 
 /// Most packets gathered per batch.
@@ -97,12 +97,7 @@ pub async fn play(
         hooks: ctx.hooks.clone(),
         events: vec![play, connect],
     };
-    let viewer = Viewer::new(
-        FlvFeed::new(sub, ctx.config.delivery.batching()),
-        session,
-        ctx.shutdown.clone(),
-        done,
-    );
+    let viewer = Viewer::new(FlvFeed::new(sub), session, ctx.shutdown.clone(), done);
     match ws {
         Ok(ws) => ws.on_upgrade(move |socket| ws_session(socket, viewer)),
         Err(_) => {
@@ -197,8 +192,11 @@ impl Viewer {
     async fn next(&mut self) -> Option<Bytes> {
         let r = tokio::select! {
             r = self.feed.next() => r,
-            _ = self.shutdown.cancelled() => Err("server shutting down".into()),
-            _ = self.session.kick.cancelled() => Err("kicked".into()),
+            _ = self.session.kick.cancelled() => Err(if self.shutdown.is_cancelled() {
+                "server shutting down".into()
+            } else {
+                "kicked".into()
+            }),
         };
         match r {
             Ok(b) => {
@@ -261,16 +259,14 @@ impl Drop for Viewer {
 /// Turns a subscription into FLV bytes: the file header first, then one shared tag per frame.
 struct FlvFeed {
     sub: Subscription,
-    batching: Batching,
     header_sent: bool,
     ready: VecDeque<Bytes>,
 }
 
 impl FlvFeed {
-    fn new(sub: Subscription, batching: Batching) -> Self {
+    fn new(sub: Subscription) -> Self {
         FlvFeed {
             sub,
-            batching,
             header_sent: false,
             ready: VecDeque::new(),
         }
@@ -283,12 +279,12 @@ impl FlvFeed {
                 return Ok(b);
             }
             // What is gathered leaves in one go (one write per batch for the server's I/O).
-            for p in self
-                .sub
-                .next_batch(self.batching, MAX_BATCH)
+            let mut packets = Vec::new();
+            self.sub
+                .next_batch(MAX_BATCH, &mut packets)
                 .await
-                .map_err(end_reason)?
-            {
+                .map_err(end_reason)?;
+            for p in packets {
                 self.push(p);
             }
         }

@@ -1,68 +1,39 @@
-//! Write batching for viewers: how long a viewer's packets may wait so that they leave in one
-//! vectored write. The cost of delivery is the number of writes, not the bytes, so gathering a
-//! little saves most of the CPU; the policy bounds what that costs in latency.
+//! Write batching for viewers. The cost of delivery is the number of writes, not the bytes, so
+//! gathering a little saves most of the CPU; the policy bounds what that costs in latency.
+//!
+//! The policy is applied once per stream (the stream holds frames back and releases them as one
+//! ring entry, see `stream.rs`), so a viewer simply takes everything that is ready when it wakes.
 
 use std::time::Duration;
 
-use rill_media::FrameKind;
-use tokio::time::Instant;
-
 use super::{Packet, Subscription, ViewerEnd};
 
-/// When a viewer's gathered packets are written.
+/// When the frames of a stream leave for its viewers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Batching {
-    /// As soon as anything is ready (whatever else is ready goes along).
+    /// Each frame as soon as it arrives.
     Frame,
-    /// When a video frame (or a publish change) is in the batch, or `wait` after the first packet:
+    /// With the next video frame (or a publish change), or `wait` after the first frame held back:
     /// audio rides along with the next picture.
     Coalesced { wait: Duration },
-    /// Every `window` after the first packet.
+    /// Every `window` after the first frame held back.
     Merged { window: Duration },
 }
 
-fn flushes(p: &Packet) -> bool {
-    match p {
-        Packet::Frame(f) => f.frame.kind == FrameKind::Video,
-        Packet::Publish | Packet::Unpublish => true,
-    }
-}
-
 impl Subscription {
-    /// The next batch of packets, at most `max`, gathered as `policy` says.
+    /// Waits for the next packet, then appends it and whatever else is ready (at most `max` in
+    /// all) to `out`: one wake-up, one write.
     ///
-    /// Cancel-safe: packets gathered before a cancellation stay in the subscription and lead the
-    /// next batch, with the batch's start time kept.
-    pub async fn next_batch(
-        &mut self,
-        policy: Batching,
-        max: usize,
-    ) -> Result<Vec<Packet>, ViewerEnd> {
-        if self.batch.is_empty() {
-            let first = self.recv().await?;
-            self.batch_started = Instant::now();
-            self.batch.push(first);
-        }
-        loop {
-            while self.batch.len() < max {
-                match self.try_recv()? {
-                    Some(p) => self.batch.push(p),
-                    None => break,
-                }
-            }
-            let deadline = match policy {
-                _ if self.batch.len() >= max => break,
-                Batching::Frame => break,
-                Batching::Coalesced { .. } if self.batch.iter().any(flushes) => break,
-                Batching::Coalesced { wait } => self.batch_started + wait,
-                Batching::Merged { window } => self.batch_started + window,
-            };
-            match tokio::time::timeout_at(deadline, self.recv()).await {
-                Ok(Ok(p)) => self.batch.push(p),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => break,
+    /// Cancel-safe: nothing is taken from the subscription before the first packet is there.
+    pub async fn next_batch(&mut self, max: usize, out: &mut Vec<Packet>) -> Result<(), ViewerEnd> {
+        let first = self.recv().await?;
+        out.push(first);
+        for _ in 1..max {
+            match self.try_recv()? {
+                Some(p) => out.push(p),
+                None => break,
             }
         }
-        Ok(std::mem::take(&mut self.batch))
+        Ok(())
     }
 }

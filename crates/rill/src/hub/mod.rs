@@ -22,7 +22,7 @@ pub use batch::Batching;
 pub use frame::HubFrame;
 pub use stream::{Packet, Stream, StreamFacts, StreamLimits, Tracks};
 
-use stream::PublisherSlot;
+use stream::{Item, PublisherSlot};
 
 /// Lags within [`LAG_WINDOW`] after which a viewer is dropped instead of skipping again.
 const MAX_LAGS: usize = 4;
@@ -120,6 +120,11 @@ impl Hub {
             };
             Stream::start_publish(&mut inner, slot, stream.sender());
         }
+        if stream.needs_flusher() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(stream.clone().run_flusher(session_id));
+            }
+        }
         Ok(Publisher {
             hub: self.clone(),
             stream,
@@ -145,12 +150,11 @@ impl Hub {
             hub: self.clone(),
             stream,
             backlog,
+            arrived: VecDeque::new(),
             rx,
             skipping: false,
             lags: VecDeque::new(),
             sent_video_seq: None,
-            batch: Vec::new(),
-            batch_started: tokio::time::Instant::now(),
             internal,
         }
     }
@@ -198,14 +202,14 @@ impl Drop for Publisher {
 pub struct Subscription {
     hub: Arc<Hub>,
     stream: Arc<Stream>,
+    /// Packets to hand out before anything else (join snapshot, a re-sent sequence header).
     backlog: VecDeque<Packet>,
-    rx: broadcast::Receiver<Packet>,
+    /// Frames of a batch taken from the ring, not yet filtered.
+    arrived: VecDeque<Arc<HubFrame>>,
+    rx: broadcast::Receiver<Item>,
     skipping: bool,
     lags: VecDeque<Instant>,
     sent_video_seq: Option<Arc<HubFrame>>,
-    /// Packets gathered for the next write (see [`Subscription::next_batch`]).
-    batch: Vec<Packet>,
-    batch_started: tokio::time::Instant,
     internal: bool,
 }
 
@@ -226,11 +230,11 @@ impl Subscription {
     /// The next packet, waiting for it.
     pub async fn recv(&mut self) -> Result<Packet, ViewerEnd> {
         loop {
-            if let Some(p) = self.backlog.pop_front() {
-                return Ok(self.note(p));
+            if let Some(p) = self.ready()? {
+                return Ok(p);
             }
             let r = self.rx.recv().await;
-            if let Some(p) = self.filter(r)? {
+            if let Some(p) = self.take(r)? {
                 return Ok(self.note(p));
             }
         }
@@ -239,8 +243,8 @@ impl Subscription {
     /// The next packet if one is ready now (to batch writes).
     pub fn try_recv(&mut self) -> Result<Option<Packet>, ViewerEnd> {
         loop {
-            if let Some(p) = self.backlog.pop_front() {
-                return Ok(Some(self.note(p)));
+            if let Some(p) = self.ready()? {
+                return Ok(Some(p));
             }
             let r = match self.rx.try_recv() {
                 Ok(p) => Ok(p),
@@ -248,9 +252,36 @@ impl Subscription {
                 Err(broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
                 Err(broadcast::error::TryRecvError::Closed) => Err(RecvError::Closed),
             };
-            if let Some(p) = self.filter(r)? {
+            if let Some(p) = self.take(r)? {
                 return Ok(Some(self.note(p)));
             }
+        }
+    }
+
+    /// A packet already taken from the ring: the backlog first, then the rest of a batch.
+    fn ready(&mut self) -> Result<Option<Packet>, ViewerEnd> {
+        loop {
+            if let Some(p) = self.backlog.pop_front() {
+                return Ok(Some(self.note(p)));
+            }
+            let Some(f) = self.arrived.pop_front() else {
+                return Ok(None);
+            };
+            if let Some(p) = self.filter(Ok(Packet::Frame(f)))? {
+                return Ok(Some(self.note(p)));
+            }
+        }
+    }
+
+    /// Unpacks a ring entry: a packet is filtered, a batch's frames are queued for [`Self::ready`].
+    fn take(&mut self, r: Result<Item, RecvError>) -> Result<Option<Packet>, ViewerEnd> {
+        match r {
+            Ok(Item::One(p)) => self.filter(Ok(p)),
+            Ok(Item::Batch(frames)) => {
+                self.arrived.extend(frames.iter().cloned());
+                Ok(None)
+            }
+            Err(e) => self.filter(Err(e)),
         }
     }
 

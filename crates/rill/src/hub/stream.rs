@@ -5,6 +5,11 @@
 //! the oldest entry when a viewer is behind, and that viewer notices (`Lagged`) and skips to the next
 //! keyframe. Joining snapshots the cached state and subscribes under the same lock, so a viewer gets
 //! every frame exactly once.
+//!
+//! The stream, not each viewer, decides when viewers wake ([`Batching`]): frames wait in `pending`
+//! and leave as one ring entry, so a thousand viewers wake once per batch instead of once per frame
+//! and need no timer of their own. Caches (GOP, sequence headers) take frames when they leave, so a
+//! joiner's snapshot and the ring never overlap.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,11 +18,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rill_media::params::{audio_params, video_params};
 use rill_media::{AudioParams, Frame, FrameKind, VideoParams};
 use rill_rtmp::amf0;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::batch::Batching;
 use super::frame::HubFrame;
 use super::gop::GopCache;
+
+/// Most frames held back for one batch, whatever the policy says: bounds the stream's memory and
+/// a batch's size.
+const MAX_PENDING: usize = 256;
 
 /// What a viewer receives.
 #[derive(Debug, Clone)]
@@ -27,6 +37,13 @@ pub enum Packet {
     Publish,
     /// The publisher left; viewers stay and wait for the next one.
     Unpublish,
+}
+
+/// An entry of the ring: a packet, or frames that leave together (one wake-up for every viewer).
+#[derive(Debug, Clone)]
+pub(super) enum Item {
+    One(Packet),
+    Batch(Arc<[Arc<HubFrame>]>),
 }
 
 /// Which tracks the stream carries, from metadata and sequence headers.
@@ -62,6 +79,9 @@ pub(super) struct StreamInner {
     facts: StreamFacts,
     /// Width/height from onMetaData.
     meta_size: Option<(u32, u32)>,
+    /// Frames held back for the next batch, and when that batch is due.
+    pending: Vec<Arc<HubFrame>>,
+    pending_due: Option<tokio::time::Instant>,
 }
 
 impl StreamInner {
@@ -97,6 +117,8 @@ pub struct StreamLimits {
     pub gop_max_frames: usize,
     pub queue: usize,
     pub chunk_size: u32,
+    /// When frames leave for the viewers.
+    pub batching: Batching,
 }
 
 /// A live stream (`app/name`).
@@ -106,7 +128,9 @@ pub struct Stream {
     pub name: String,
     limits: StreamLimits,
     inner: Mutex<StreamInner>,
-    tx: broadcast::Sender<Packet>,
+    tx: broadcast::Sender<Item>,
+    /// Wakes the stream's flusher when a batch becomes due later (see [`Stream::run_flusher`]).
+    flush_wake: Notify,
 }
 
 impl Stream {
@@ -130,8 +154,11 @@ impl Stream {
                 last_ts: None,
                 facts: StreamFacts::default(),
                 meta_size: None,
+                pending: Vec::new(),
+                pending_due: None,
             }),
             tx,
+            flush_wake: Notify::new(),
         }
     }
 
@@ -176,7 +203,7 @@ impl Stream {
     pub(super) fn start_publish(
         inner: &mut StreamInner,
         slot: PublisherSlot,
-        tx: &broadcast::Sender<Packet>,
+        tx: &broadcast::Sender<Item>,
     ) {
         inner.facts = StreamFacts {
             publisher: Some(slot.session_id),
@@ -194,10 +221,12 @@ impl Stream {
         inner.tracks = Tracks::default();
         inner.meta_size = None;
         inner.rebase_from = inner.last_ts.map(|t| t.wrapping_add(1));
-        let _ = tx.send(Packet::Publish);
+        inner.pending.clear();
+        inner.pending_due = None;
+        let _ = tx.send(Item::One(Packet::Publish));
     }
 
-    pub(super) fn sender(&self) -> &broadcast::Sender<Packet> {
+    pub(super) fn sender(&self) -> &broadcast::Sender<Item> {
         &self.tx
     }
 
@@ -207,14 +236,19 @@ impl Stream {
         if inner.publisher.as_ref().map(|p| p.session_id) != Some(session_id) {
             return false;
         }
+        self.flush(&mut inner);
         inner.publisher = None;
         inner.gop.clear();
-        let _ = self.tx.send(Packet::Unpublish);
+        let _ = self.tx.send(Item::One(Packet::Unpublish));
+        drop(inner);
+        // The flusher sees the publish is over and ends.
+        self.flush_wake.notify_one();
         true
     }
 
-    /// Adds a frame from the publisher `session_id`: updates the cached state and sends it to
-    /// every viewer. Returns false if that session no longer owns the stream.
+    /// Adds a frame from the publisher `session_id`: updates what is known of the stream and sends
+    /// the frame to every viewer, now or with the next batch. Returns false if that session no
+    /// longer owns the stream.
     pub fn push(&self, session_id: u64, mut frame: Frame) -> bool {
         let mut inner = self.lock();
         let Some(slot) = inner.publisher.as_mut() else {
@@ -232,6 +266,41 @@ impl Stream {
         frame.timestamp = frame.timestamp.wrapping_add(inner.ts_offset);
         inner.last_ts = Some(frame.timestamp);
         let hf = Arc::new(HubFrame::new(frame, self.limits.chunk_size));
+        Self::describe(&mut inner, &hf);
+        let kind = hf.frame.kind;
+        match self.limits.batching {
+            Batching::Frame => {
+                self.cache(&mut inner, &hf);
+                let _ = self.tx.send(Item::One(Packet::Frame(hf)));
+            }
+            policy => {
+                inner.pending.push(hf);
+                let now = tokio::time::Instant::now();
+                let due = match (inner.pending_due, policy) {
+                    (Some(due), _) => due,
+                    (None, Batching::Coalesced { wait }) => now + wait,
+                    (None, Batching::Merged { window }) => now + window,
+                    (None, Batching::Frame) => now,
+                };
+                // Coalesced: a picture takes the audio gathered since the last one along.
+                let flush_now = (matches!(policy, Batching::Coalesced { .. })
+                    && kind != FrameKind::Audio)
+                    || now >= due
+                    || inner.pending.len() >= MAX_PENDING;
+                if flush_now {
+                    self.flush(&mut inner);
+                } else if inner.pending_due.is_none() {
+                    inner.pending_due = Some(due);
+                    drop(inner);
+                    self.flush_wake.notify_one();
+                }
+            }
+        }
+        true
+    }
+
+    /// Updates the facts the API reports and the track flags from a frame as it arrives.
+    fn describe(inner: &mut StreamInner, hf: &Arc<HubFrame>) {
         let f = &hf.frame;
         match f.kind {
             FrameKind::Metadata => {
@@ -240,44 +309,99 @@ impl Stream {
                 inner.tracks.video |= video;
                 inner.meta_size = size.or(inner.meta_size);
                 inner.fill_video_size();
-                inner.metadata = Some(hf.clone());
             }
-            FrameKind::Video if f.sequence_header => {
+            FrameKind::Video => {
                 inner.tracks.video = true;
-                if inner.video_seq.as_ref().map(|s| &s.frame.payload) != Some(&f.payload) {
-                    // A new codec configuration invalidates the cached pictures.
-                    inner.gop.clear();
+                if f.sequence_header {
                     inner.facts.video = video_params(&f.payload).ok();
                     inner.fill_video_size();
                 }
-                inner.video_seq = Some(hf.clone());
             }
-            FrameKind::Audio if f.sequence_header => {
+            FrameKind::Audio => {
                 inner.tracks.audio = true;
-                inner.facts.audio = audio_params(&f.payload).ok();
-                inner.audio_seq = Some(hf.clone());
-            }
-            kind => {
-                if kind == FrameKind::Video {
-                    inner.tracks.video = true;
-                } else {
-                    inner.tracks.audio = true;
-                    if inner.facts.audio.is_none() {
-                        // Codecs without a sequence header (MP3, Speex, ...) describe themselves
-                        // in every tag's flags.
-                        inner.facts.audio = audio_params(&f.payload).ok();
-                    }
-                }
-                if self.limits.gop_cache {
-                    let has_video = inner.tracks.video;
-                    inner.gop.push(&hf, has_video);
+                // Codecs without a sequence header (MP3, Speex, ...) describe themselves in every
+                // tag's flags.
+                if f.sequence_header || inner.facts.audio.is_none() {
+                    inner.facts.audio = audio_params(&f.payload).ok();
                 }
             }
         }
         inner.facts.bytes_in += hf.size() as u64;
         inner.facts.frames_in += 1;
-        let _ = self.tx.send(Packet::Frame(hf));
-        true
+    }
+
+    /// Keeps what a joining viewer needs first from a frame that is leaving for the viewers.
+    fn cache(&self, inner: &mut StreamInner, hf: &Arc<HubFrame>) {
+        let f = &hf.frame;
+        match f.kind {
+            FrameKind::Metadata => inner.metadata = Some(hf.clone()),
+            FrameKind::Video if f.sequence_header => {
+                if inner.video_seq.as_ref().map(|s| &s.frame.payload) != Some(&f.payload) {
+                    // A new codec configuration invalidates the cached pictures.
+                    inner.gop.clear();
+                }
+                inner.video_seq = Some(hf.clone());
+            }
+            FrameKind::Audio if f.sequence_header => inner.audio_seq = Some(hf.clone()),
+            _ => {
+                if self.limits.gop_cache {
+                    let has_video = inner.tracks.video;
+                    inner.gop.push(hf, has_video);
+                }
+            }
+        }
+    }
+
+    /// Sends the held-back frames as one ring entry.
+    fn flush(&self, inner: &mut StreamInner) {
+        inner.pending_due = None;
+        if inner.pending.is_empty() {
+            return;
+        }
+        let frames = std::mem::take(&mut inner.pending);
+        for hf in &frames {
+            self.cache(inner, hf);
+        }
+        let item = if frames.len() == 1 {
+            Item::One(Packet::Frame(frames[0].clone()))
+        } else {
+            Item::Batch(frames.into())
+        };
+        let _ = self.tx.send(item);
+    }
+
+    /// Whether frames are ever held back, so that a flusher must release them on time.
+    pub(super) fn needs_flusher(&self) -> bool {
+        self.limits.batching != Batching::Frame
+    }
+
+    /// Sends batches whose time has come while no new frame arrived to carry them: one task per
+    /// publish (not per viewer), ending with the publish of `session_id`.
+    pub(super) async fn run_flusher(self: Arc<Self>, session_id: u64) {
+        loop {
+            let due = {
+                let mut inner = self.lock();
+                if inner.publisher.as_ref().map(|p| p.session_id) != Some(session_id) {
+                    return;
+                }
+                match inner.pending_due {
+                    Some(due) if due <= tokio::time::Instant::now() => {
+                        self.flush(&mut inner);
+                        None
+                    }
+                    due => due,
+                }
+            };
+            match due {
+                Some(due) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => {}
+                        _ = self.flush_wake.notified() => {}
+                    }
+                }
+                None => self.flush_wake.notified().await,
+            }
+        }
     }
 
     /// What is known about the published media.
@@ -297,7 +421,7 @@ impl Stream {
     pub(super) fn join(
         self: &Arc<Self>,
         internal: bool,
-    ) -> (VecDeque<Packet>, broadcast::Receiver<Packet>) {
+    ) -> (VecDeque<Packet>, broadcast::Receiver<Item>) {
         let mut inner = self.lock();
         inner.viewers += 1;
         inner.internal += usize::from(internal);

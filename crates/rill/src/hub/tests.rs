@@ -10,6 +10,10 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 
 fn hub(queue: usize, idle: Duration) -> Arc<Hub> {
+    hub_batching(queue, idle, Batching::Frame)
+}
+
+fn hub_batching(queue: usize, idle: Duration, batching: Batching) -> Arc<Hub> {
     Hub::new(HubConfig {
         limits: StreamLimits {
             gop_cache: true,
@@ -17,6 +21,7 @@ fn hub(queue: usize, idle: Duration) -> Arc<Hub> {
             gop_max_frames: 1000,
             queue,
             chunk_size: 4096,
+            batching,
         },
         publisher_idle_timeout: idle,
     })
@@ -178,45 +183,101 @@ fn audio(ts: u32) -> Frame {
     Frame::from_flv_body(FrameKind::Audio, ts, Bytes::from_static(AUDIO)).unwrap()
 }
 
+async fn batch(sub: &mut Subscription, max: usize) -> Vec<Packet> {
+    let mut out = Vec::new();
+    sub.next_batch(max, &mut out).await.unwrap();
+    out
+}
+
+fn ready(sub: &mut Subscription) -> usize {
+    std::iter::from_fn(|| sub.try_recv().unwrap()).count()
+}
+
 #[tokio::test(start_paused = true)]
-async fn batching_policies() {
+async fn frame_policy_sends_each_frame_at_once() {
     let hub = hub(64, Duration::from_secs(5));
     let p = hub
-        .publish("live", "b", 1, CancellationToken::new())
+        .publish("live", "f", 1, CancellationToken::new())
         .unwrap();
-    let mut sub = hub.subscribe("live", "b");
-    // Frame: whatever is ready, at once.
+    let mut sub = hub.subscribe("live", "f");
+    p.push(audio(0));
+    assert_eq!(ready(&mut sub), 1);
+    p.push(audio(23));
+    p.push(video(30, KEY));
+    assert_eq!(batch(&mut sub, 64).await.len(), 2);
+    p.push(audio(46));
+    p.push(audio(69));
+    assert_eq!(
+        batch(&mut sub, 1).await.len(),
+        1,
+        "the size cap ends a batch"
+    );
+    assert_eq!(ready(&mut sub), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn coalesced_audio_rides_with_the_next_picture_or_leaves_after_the_wait() {
+    let wait = Duration::from_millis(40);
+    let hub = hub_batching(64, Duration::from_secs(5), Batching::Coalesced { wait });
+    let p = hub
+        .publish("live", "c", 1, CancellationToken::new())
+        .unwrap();
+    let mut sub = hub.subscribe("live", "c");
     p.push(audio(0));
     p.push(audio(23));
-    assert_eq!(sub.next_batch(Batching::Frame, 64).await.unwrap().len(), 2);
-    // Coalesced: audio waits for the next picture...
-    let coalesced = Batching::Coalesced {
-        wait: Duration::from_millis(40),
-    };
+    assert_eq!(ready(&mut sub), 0, "audio is held back");
+    p.push(video(30, KEY));
+    let b = batch(&mut sub, 64).await;
+    assert_eq!(b.iter().filter_map(ts_of).collect::<Vec<_>>(), [0, 23, 30]);
+    // No picture comes: the audio leaves after the wait, released by the stream's flusher.
     p.push(audio(46));
-    p.push(video(50, KEY));
-    let b = sub.next_batch(coalesced, 64).await.unwrap();
-    assert_eq!(b.len(), 2, "audio rode with the picture");
-    // ...but no longer than the wait.
-    p.push(audio(69));
     let started = tokio::time::Instant::now();
-    let b = sub.next_batch(coalesced, 64).await.unwrap();
-    assert_eq!(b.len(), 1);
-    assert_eq!(started.elapsed(), Duration::from_millis(40));
-    // Merged: one batch per window, whatever arrives.
-    p.push(video(83, INTER));
-    let merged = Batching::Merged {
-        window: Duration::from_millis(100),
-    };
+    assert_eq!(batch(&mut sub, 64).await.len(), 1);
+    assert_eq!(started.elapsed(), wait);
+}
+
+#[tokio::test(start_paused = true)]
+async fn merged_sends_one_batch_per_window() {
+    let window = Duration::from_millis(100);
+    let hub = hub_batching(64, Duration::from_secs(5), Batching::Merged { window });
+    let p = hub
+        .publish("live", "m", 1, CancellationToken::new())
+        .unwrap();
+    let mut sub = hub.subscribe("live", "m");
     let started = tokio::time::Instant::now();
-    let b = sub.next_batch(merged, 64).await.unwrap();
-    assert_eq!(
-        (b.len(), started.elapsed()),
-        (1, Duration::from_millis(100))
-    );
-    // The size cap ends a batch early.
-    for i in 0..10 {
-        p.push(audio(100 + i));
-    }
-    assert_eq!(sub.next_batch(merged, 4).await.unwrap().len(), 4);
+    p.push(video(0, KEY));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    p.push(audio(30));
+    p.push(video(33, INTER));
+    assert_eq!(ready(&mut sub), 0);
+    let b = batch(&mut sub, 64).await;
+    assert_eq!((b.len(), started.elapsed()), (3, window));
+    // A frame that arrives once the window is over leaves with the batch at once.
+    p.push(video(66, INTER));
+    tokio::time::sleep(window).await;
+    p.push(video(166, INTER));
+    assert_eq!(ready(&mut sub), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_joiner_gets_held_back_frames_once_and_unpublish_flushes() {
+    let window = Duration::from_millis(100);
+    let hub = hub_batching(64, Duration::from_secs(5), Batching::Merged { window });
+    let p = hub
+        .publish("live", "j", 1, CancellationToken::new())
+        .unwrap();
+    p.push(video(0, SEQ));
+    p.push(video(0, KEY));
+    // Joins while the frames are held back: not in its snapshot, so not twice.
+    let mut sub = hub.subscribe("live", "j");
+    assert_eq!(ready(&mut sub), 0);
+    let b = batch(&mut sub, 64).await;
+    assert_eq!(b.len(), 2);
+    // A later joiner gets them from the caches.
+    let mut late = hub.subscribe("live", "j");
+    assert_eq!(ready(&mut late), 2);
+    p.push(audio(10));
+    drop(p);
+    let b = batch(&mut sub, 64).await;
+    assert!(matches!(b[..], [Packet::Frame(_), Packet::Unpublish]));
 }

@@ -25,13 +25,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcce
         };
         let ctx2 = ctx.clone();
         let tls = tls.clone();
+        let nodelay = crate::io::NodelaySwitch::new(&socket);
         ctx.tasks.spawn(async move {
             match tls {
-                None => session::run(socket, peer, ctx2, false).await,
+                None => session::run(socket, nodelay, peer, ctx2, false).await,
                 Some(acceptor) => {
                     let limit = std::time::Duration::from_secs(ctx2.config.rtmp.handshake_timeout);
                     match crate::tls::accept(&acceptor, socket, limit, &ctx2.shutdown).await {
-                        Ok(stream) => session::run(stream, peer, ctx2, true).await,
+                        Ok(stream) => session::run(stream, nodelay, peer, ctx2, true).await,
                         Err(e) => tls_refused(&ctx2, peer, &e),
                     }
                 }

@@ -16,14 +16,13 @@ use rill_rtmp::session::MediaKind;
 use tokio::io::AsyncReadExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::play::Player;
 use crate::control::auth::Action;
 use crate::control::hooks::{Event, EventKind};
-use crate::control::sessions::{Protocol, Role, SessionGuard, SessionInfo};
-use crate::hub::{Batching, Publisher, ViewerEnd};
-use crate::io::write_all_vectored;
+use crate::control::sessions::{Protocol, Role, SessionGuard};
+use crate::hub::{Packet, Publisher, ViewerEnd};
+use crate::io::{write_all_timed, NodelaySwitch};
 use crate::server::Context;
 
 /// Most packets gathered into one write.
@@ -35,24 +34,30 @@ const READ_SMALL: usize = 4 * 1024;
 const READ_LARGE: usize = 64 * 1024;
 
 /// Runs a connection to its end and logs why it ended.
-pub async fn run<S>(socket: S, peer: SocketAddr, ctx: Arc<Context>, tls: bool)
-where
+pub async fn run<S>(
+    socket: S,
+    nodelay: NodelaySwitch,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    tls: bool,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let info = ctx.sessions.register(Protocol::Rtmp, peer);
+    // The span is the parent of the session's log lines, not entered on every poll: a viewer is
+    // polled for every batch, and entering a span each time was a measurable share of delivery.
     let span = tracing::info_span!("rtmp", id = info.id, %peer, tls);
-    async move {
-        tracing::debug!("connection accepted");
-        let mut conn = Conn::new(info, ctx);
-        let reason = conn.serve(socket).await;
-        tracing::info!(%reason, session = %conn.label, "rtmp session ended");
-    }
-    .instrument(span)
-    .await
+    tracing::debug!(parent: &span, "connection accepted");
+    let mut conn = Conn::new(info, ctx, span, nodelay);
+    let reason = conn.serve(socket).await;
+    tracing::info!(parent: &conn.span, %reason, session = %conn.label, "rtmp session ended");
 }
 
 struct Conn {
     info: SessionGuard,
+    span: tracing::Span,
+    /// Used once media starts flowing to a player (see `delivery.nodelay`).
+    nodelay: NodelaySwitch,
     ctx: Arc<Context>,
     session: ServerSession,
     app: Option<String>,
@@ -81,7 +86,12 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    fn new(info: SessionGuard, ctx: Arc<Context>) -> Self {
+    fn new(
+        info: SessionGuard,
+        ctx: Arc<Context>,
+        span: tracing::Span,
+        nodelay: NodelaySwitch,
+    ) -> Self {
         let id = info.id;
         let r = &ctx.config.rtmp;
         let config = ServerSessionConfig {
@@ -97,6 +107,8 @@ impl Conn {
         Conn {
             kick: info.kick.clone(),
             info,
+            span,
+            nodelay,
             session: ServerSession::new(config),
             app: None,
             publishing: None,
@@ -135,14 +147,21 @@ impl Conn {
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let started = Instant::now();
         let mut last_rx = Instant::now();
-        let shutdown = ctx.shutdown.clone();
+        // The session's own token (a child of the server's shutdown), registered once.
         let kick = self.kick.clone();
+        let mut kicked = std::pin::pin!(kick.cancelled());
         let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH);
-        let batching = ctx.config.delivery.batching();
+        let mut packets: Vec<Packet> = Vec::with_capacity(MAX_BATCH);
+        let media_nodelay = ctx.config.delivery.media_nodelay();
+        let mut media_sent = false;
         loop {
             batch.extend(self.session.take_output());
             if !batch.is_empty() {
-                timed_write(&mut wr, &mut batch, write_timeout, &self.info).await?;
+                self.write(&mut wr, &mut batch, write_timeout).await?;
+                if media_sent {
+                    // The start-up burst has left at once; from here on the mode's setting holds.
+                    self.nodelay.media_started(media_nodelay);
+                }
             }
             if let Some(reason) = self.closing.take() {
                 return Ok(reason);
@@ -150,10 +169,17 @@ impl Conn {
             let connected = self.app.is_some();
             let can_play = self.player.as_ref().is_some_and(|p| !p.paused);
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok("server shutting down".into()),
-                _ = kick.cancelled() => return Ok("replaced by a new publisher or kicked".into()),
-                _ = tokio::time::sleep_until(connect_deadline), if !connected => {
-                    return Err("handshake/connect timeout".into());
+                // Media first: it is what a viewer's loop wakes for nearly every time.
+                biased;
+                r = next_batch(self.player.as_mut(), &mut packets), if can_play => {
+                    let Some(player) = self.player.as_mut() else { continue };
+                    if let Err(e) = r {
+                        return Ok(viewer_end(e));
+                    }
+                    for p in packets.drain(..) {
+                        player.deliver(p, &mut self.session, &mut batch);
+                    }
+                    media_sent = true;
                 }
                 r = read_some(&mut rd, &mut buf, self.publishing.is_some()) => {
                     match r {
@@ -167,20 +193,19 @@ impl Conn {
                     if let Err(e) = fed {
                         // Flush what the session had to say (e.g. an error reply) before closing.
                         batch.extend(self.session.take_output());
-                        let _ = timed_write(&mut wr, &mut batch, write_timeout, &self.info).await;
+                        let _ = self.write(&mut wr, &mut batch, write_timeout).await;
                         return Err(format!("protocol error: {e}"));
                     }
                 }
-                r = next_batch(self.player.as_mut(), batching), if can_play => {
-                    let Some(player) = self.player.as_mut() else { continue };
-                    match r {
-                        Ok(packets) => {
-                            for p in packets {
-                                player.deliver(p, &mut self.session, &mut batch);
-                            }
-                        }
-                        Err(e) => return Ok(viewer_end(e)),
-                    }
+                _ = &mut kicked => {
+                    return Ok(if ctx.shutdown.is_cancelled() {
+                        "server shutting down".into()
+                    } else {
+                        "replaced by a new publisher or kicked".into()
+                    });
+                }
+                _ = tokio::time::sleep_until(connect_deadline), if !connected => {
+                    return Err("handshake/connect timeout".into());
                 }
                 _ = ping.tick() => {
                     if ping_timeout > Duration::ZERO && last_rx.elapsed() > ping_timeout {
@@ -192,6 +217,21 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Writes `batch` (emptied either way) and counts what left.
+    async fn write(
+        &self,
+        wr: &mut WriteHalf<impl AsyncWrite>,
+        batch: &mut Vec<Bytes>,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let total: usize = batch.iter().map(Bytes::len).sum();
+        let r = write_all_timed(wr, batch, limit).await;
+        batch.clear();
+        r.map_err(|e| e.to_string())?;
+        self.info.add_out(total);
+        Ok(())
     }
 
     async fn handle_events(&mut self) {
@@ -229,7 +269,7 @@ impl Conn {
                     .is_some_and(|(sid, _)| *sid == stream_id)
                 {
                     if let Some((_, p)) = self.publishing.take() {
-                        tracing::info!(stream = %p.stream().path(), "unpublish");
+                        tracing::info!(parent: &self.span, stream = %p.stream().path(), "unpublish");
                     }
                     self.done(EventKind::DonePublish);
                 }
@@ -312,7 +352,7 @@ impl Conn {
             self.refuse(format!("preConnect refused: {r}"));
             return;
         }
-        tracing::info!(%app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
+        tracing::info!(parent: &self.span, %app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
         self.session.accept_connect(0.0);
         self.info.attach(&app, "", None, &query);
         self.label = format!("connected to app {app}");
@@ -363,7 +403,8 @@ impl Conn {
             .publish(&app, &name, self.info.id, self.kick.clone())
         {
             Ok(p) => {
-                tracing::info!(stream = %p.stream().path(), "publish start");
+                self.nodelay.release();
+                tracing::info!(parent: &self.span, stream = %p.stream().path(), "publish start");
                 self.session.accept_publish(stream_id, &name);
                 crate::outputs::Outputs::on_publish(&self.ctx, &app, &name);
                 self.info.attach(&app, &name, Some(Role::Publisher), query);
@@ -373,7 +414,7 @@ impl Conn {
                 self.publish_event = Some(event);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "publish refused");
+                tracing::warn!(parent: &self.span, error = %e, "publish refused");
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.BadName",
@@ -413,7 +454,7 @@ impl Conn {
             return;
         }
         let sub = self.ctx.hub.subscribe(&app, &name);
-        tracing::info!(stream = %sub.stream().path(), live = sub.stream().is_live(), "play start");
+        tracing::info!(parent: &self.span, stream = %sub.stream().path(), live = sub.stream().is_live(), "play start");
         self.session.accept_play(stream_id, &name, reset);
         self.info.attach(&app, &name, Some(Role::Player), query);
         self.label = format!("player of {}", sub.stream().path());
@@ -456,12 +497,9 @@ fn viewer_end(e: ViewerEnd) -> String {
     }
 }
 
-async fn next_batch(
-    player: Option<&mut Player>,
-    batching: Batching,
-) -> Result<Vec<crate::hub::Packet>, ViewerEnd> {
+async fn next_batch(player: Option<&mut Player>, out: &mut Vec<Packet>) -> Result<(), ViewerEnd> {
     match player {
-        Some(p) => p.sub.next_batch(batching, MAX_BATCH).await,
+        Some(p) => p.sub.next_batch(MAX_BATCH, out).await,
         None => std::future::pending().await,
     }
 }
@@ -476,23 +514,4 @@ async fn read_some(
         buf.reserve(step);
     }
     rd.read_buf(buf).await
-}
-
-async fn timed_write(
-    wr: &mut WriteHalf<impl AsyncWrite>,
-    batch: &mut Vec<Bytes>,
-    limit: Duration,
-    info: &SessionInfo,
-) -> Result<(), String> {
-    let total: usize = batch.iter().map(Bytes::len).sum();
-    let r = tokio::time::timeout(limit, write_all_vectored(wr, batch)).await;
-    batch.clear();
-    match r {
-        Ok(Ok(())) => {
-            info.add_out(total);
-            Ok(())
-        }
-        Ok(Err(e)) => Err(format!("write error: {e}")),
-        Err(_) => Err("write timed out: peer stopped reading".into()),
-    }
 }
