@@ -632,7 +632,7 @@ mod tests {
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             // Bias toward plausible headers so decoding gets past the first checks.
             if let Some(first) = bytes.first_mut() {
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     *first &= 0x8F;
                 }
             }
