@@ -4,7 +4,7 @@
 //! each frame's shared FLV tag. A viewer that joins before the publisher waits; viewers stay across
 //! an unpublish and continue with the next publisher's sequence headers.
 
-use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -14,12 +14,12 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use rill_media::flv;
 use tokio_util::sync::CancellationToken;
 
-use super::listener::Peer;
+use super::conn::Peer;
 use crate::control::auth::{Action, SignError};
 use crate::control::hooks::{Event, EventKind, Hooks};
 use crate::control::sessions::{Protocol, Role, SessionGuard};
@@ -29,7 +29,9 @@ use crate::server::Context;
 /// Most packets gathered per batch.
 const MAX_BATCH: usize = 64;
 
-/// `GET /{app}/{stream}.flv`, as HTTP-FLV or, with an Upgrade, as WS-FLV.
+/// `GET /{app}/{stream}.flv`, as HTTP-FLV or, with an Upgrade, as WS-FLV, through hyper: what
+/// the direct path (`direct.rs`) leaves to it (HTTPS, HTTP/2, a second request on a kept-alive
+/// connection).
 pub async fn play(
     State(ctx): State<Arc<Context>>,
     Path((app, file)): Path<(String, String)>,
@@ -46,58 +48,10 @@ pub async fn play(
     } else {
         Protocol::HttpFlv
     };
-    if let Err(e) = ctx.sign.check(Action::Play, &app, name, &[&query]) {
-        ctx.sessions
-            .counters
-            .refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, protocol = protocol.as_str(), stream = %format!("/{app}/{name}"), reason = %e, "play refused");
-        let status = if e == SignError::Missing {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::FORBIDDEN
-        };
-        return (status, "unauthorized\n").into_response();
-    }
-    let session = ctx.sessions.register(protocol, peer);
-    let ip = peer.ip().to_string();
-    let connect = Event::new(
-        EventKind::PreConnect,
-        session.id,
-        &app,
-        "",
-        &query,
-        &ip,
-        protocol,
-    );
-    let play = Event::new(
-        EventKind::PrePlay,
-        session.id,
-        &app,
-        name,
-        &query,
-        &ip,
-        protocol,
-    );
-    for e in [&connect, &play] {
-        if let Err(r) = ctx.hooks.pre(e).await {
-            ctx.sessions
-                .counters
-                .refused
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(id = session.id, %peer, stream = %format!("/{app}/{name}"), reason = %r, "play refused by {}", e.event.name());
-            return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
-        }
-    }
-    session.attach(&app, name, Some(Role::Player), &query);
-    let sub = ctx.hub.subscribe(&app, name);
-    ctx.hooks.notify(connect.as_kind(EventKind::PostConnect));
-    ctx.hooks.notify(play.as_kind(EventKind::PostPlay));
-    let done = DoneEvents {
-        hooks: ctx.hooks.clone(),
-        events: vec![play, connect],
+    let viewer = match admit(&ctx, &app, name, &query, peer, protocol).await {
+        Ok(v) => v,
+        Err((status, body)) => return (status, body).into_response(),
     };
-    let viewer = Viewer::new(FlvFeed::new(sub), session, ctx.shutdown.clone(), done);
     match ws {
         Ok(ws) => ws.on_upgrade(move |socket| ws_session(socket, viewer)),
         Err(_) => {
@@ -120,16 +74,8 @@ async fn ws_session(socket: WebSocket, mut viewer: Viewer) {
         tokio::select! {
             chunk = viewer.next() => {
                 let Some(b) = chunk else { break };
-                let mut batch = vec![b];
-                viewer.drain_ready(&mut batch);
-                let mut result = Ok(());
-                for b in batch {
-                    result = tx.feed(Message::Binary(b)).await;
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                if let Err(e) = result.and(tx.flush().await) {
+                // One message per batch: FLV players parse the byte stream across messages.
+                if let Err(e) = tx.send(Message::Binary(b)).await {
                     viewer.end(format!("write error: {e}"));
                     break;
                 }
@@ -150,13 +96,82 @@ async fn ws_session(socket: WebSocket, mut viewer: Viewer) {
     let _ = tx.close().await;
 }
 
+/// Checks the signature and the `pre*` hooks of a viewer of `app/name` and, when both let it in,
+/// registers it and subscribes it; otherwise the HTTP status and body of the refusal.
+pub(super) async fn admit(
+    ctx: &Arc<Context>,
+    app: &str,
+    name: &str,
+    query: &str,
+    peer: SocketAddr,
+    protocol: Protocol,
+) -> Result<Viewer, (StatusCode, &'static str)> {
+    if let Err(e) = ctx.sign.check(Action::Play, app, name, &[query]) {
+        ctx.sessions
+            .counters
+            .refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, protocol = protocol.as_str(), stream = %format!("/{app}/{name}"), reason = %e, "play refused");
+        let status = if e == SignError::Missing {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return Err((status, "unauthorized\n"));
+    }
+    let session = ctx.sessions.register(protocol, peer);
+    let ip = peer.ip().to_string();
+    let connect = Event::new(
+        EventKind::PreConnect,
+        session.id,
+        app,
+        "",
+        query,
+        &ip,
+        protocol,
+    );
+    let play = Event::new(
+        EventKind::PrePlay,
+        session.id,
+        app,
+        name,
+        query,
+        &ip,
+        protocol,
+    );
+    for e in [&connect, &play] {
+        if let Err(r) = ctx.hooks.pre(e).await {
+            ctx.sessions
+                .counters
+                .refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(id = session.id, %peer, stream = %format!("/{app}/{name}"), reason = %r, "play refused by {}", e.event.name());
+            return Err((StatusCode::FORBIDDEN, "forbidden\n"));
+        }
+    }
+    session.attach(app, name, Some(Role::Player), query);
+    let sub = ctx.hub.subscribe(app, name);
+    ctx.hooks.notify(connect.as_kind(EventKind::PostConnect));
+    ctx.hooks.notify(play.as_kind(EventKind::PostPlay));
+    let done = DoneEvents {
+        hooks: ctx.hooks.clone(),
+        events: vec![play, connect],
+    };
+    Ok(Viewer::new(
+        FlvFeed::new(sub),
+        session,
+        ctx.shutdown.clone(),
+        done,
+    ))
+}
+
 /// One HTTP-FLV/WS-FLV viewer: its feed, its registry entry, and its end. Logs its start when
 /// created and its end (with the reason) when dropped.
-struct Viewer {
+pub(super) struct Viewer {
     feed: FlvFeed,
     /// Held for its `Drop`: the done events fire when the viewer ends.
     _done: DoneEvents,
-    session: SessionGuard,
+    pub session: SessionGuard,
     shutdown: CancellationToken,
     reason: String,
     path: String,
@@ -188,20 +203,37 @@ impl Viewer {
         }
     }
 
-    /// The next bytes to send; `None` once the viewer must end (the reason is recorded).
+    /// The next bytes to send, in one piece; `None` once the viewer must end (the reason is
+    /// recorded).
     async fn next(&mut self) -> Option<Bytes> {
-        let r = tokio::select! {
-            r = self.feed.next() => r,
-            _ = self.session.kick.cancelled() => Err(if self.shutdown.is_cancelled() {
-                "server shutting down".into()
-            } else {
-                "kicked".into()
-            }),
+        let mut parts = Vec::new();
+        let kick = self.session.kick.clone();
+        tokio::select! {
+            n = self.next_parts(&mut parts) => n?,
+            _ = kick.cancelled() => {
+                let reason = self.kick_reason();
+                self.end(reason);
+                return None;
+            }
         };
-        match r {
-            Ok(b) => {
-                self.session.add_out(b.len());
-                Some(b)
+        if parts.len() == 1 {
+            return parts.pop();
+        }
+        let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+        for b in parts {
+            all.extend_from_slice(&b);
+        }
+        Some(all.freeze())
+    }
+
+    /// Appends the next bytes to send to `out` (the shared tags as they are) and returns their
+    /// length; `None` once the stream ends this viewer (the reason is recorded). A kick is the
+    /// caller's to watch.
+    pub(super) async fn next_parts(&mut self, out: &mut Vec<Bytes>) -> Option<usize> {
+        match self.feed.next(out).await {
+            Ok(n) => {
+                self.session.add_out(n);
+                Some(n)
             }
             Err(reason) => {
                 self.end(reason);
@@ -210,15 +242,16 @@ impl Viewer {
         }
     }
 
-    /// Moves what is already prepared into `out`, counting it as sent.
-    fn drain_ready(&mut self, out: &mut Vec<Bytes>) {
-        let before = out.len();
-        self.feed.drain_ready(out);
-        self.session
-            .add_out(out[before..].iter().map(Bytes::len).sum());
+    /// Why the session's kick token fired.
+    pub(super) fn kick_reason(&self) -> String {
+        if self.shutdown.is_cancelled() {
+            "server shutting down".into()
+        } else {
+            "kicked".into()
+        }
     }
 
-    fn end(&mut self, reason: String) {
+    pub(super) fn end(&mut self, reason: String) {
         self.reason = reason;
     }
 }
@@ -256,11 +289,12 @@ impl Drop for Viewer {
     }
 }
 
-/// Turns a subscription into FLV bytes: the file header first, then one shared tag per frame.
+/// Turns a subscription into FLV bytes: the file header first, then one shared tag per frame;
+/// everything a wake-up finds ready leaves in one write.
 struct FlvFeed {
     sub: Subscription,
     header_sent: bool,
-    ready: VecDeque<Bytes>,
+    packets: Vec<Packet>,
 }
 
 impl FlvFeed {
@@ -268,34 +302,32 @@ impl FlvFeed {
         FlvFeed {
             sub,
             header_sent: false,
-            ready: VecDeque::new(),
+            packets: Vec::new(),
         }
     }
 
-    /// The next chunk of bytes to send, waiting for the stream if needed.
-    async fn next(&mut self) -> Result<Bytes, String> {
+    /// Appends the next bytes to send to `out`, waiting for the stream if needed; returns their
+    /// length.
+    async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<usize, String> {
+        let before = out.len();
         loop {
-            if let Some(b) = self.ready.pop_front() {
-                return Ok(b);
-            }
-            // What is gathered leaves in one go (one write per batch for the server's I/O).
-            let mut packets = Vec::new();
             self.sub
-                .next_batch(MAX_BATCH, &mut packets)
+                .next_batch(MAX_BATCH, &mut self.packets)
                 .await
                 .map_err(end_reason)?;
-            for p in packets {
-                self.push(p);
+            let packets = std::mem::take(&mut self.packets);
+            for p in &packets {
+                self.push(p, out);
+            }
+            self.packets = packets;
+            self.packets.clear();
+            if out.len() > before {
+                return Ok(out[before..].iter().map(Bytes::len).sum());
             }
         }
     }
 
-    /// Moves whatever is already prepared into `out`.
-    fn drain_ready(&mut self, out: &mut Vec<Bytes>) {
-        out.extend(self.ready.drain(..));
-    }
-
-    fn push(&mut self, p: Packet) {
+    fn push(&mut self, p: &Packet, out: &mut Vec<Bytes>) {
         let Packet::Frame(f) = p else { return };
         if !self.header_sent {
             let t = self.sub.stream().tracks();
@@ -308,11 +340,10 @@ impl FlvFeed {
             } else {
                 (audio, video)
             };
-            self.ready
-                .push_back(Bytes::copy_from_slice(&flv::file_header(audio, video)));
+            out.push(Bytes::copy_from_slice(&flv::file_header(audio, video)));
             self.header_sent = true;
         }
-        self.ready.push_back(f.flv_tag());
+        out.push(f.flv_tag());
     }
 }
 

@@ -4,21 +4,24 @@
 
 mod api;
 pub mod basic_auth;
+mod conn;
+mod direct;
 mod flv;
-mod listener;
 mod media;
 mod recordings;
 pub mod tls;
+mod ws_frame;
 
 use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::server::Context;
+
+pub use conn::serve;
 
 /// Builds the router.
 pub fn router(ctx: Arc<Context>) -> Router {
@@ -42,17 +45,4 @@ pub fn router(ctx: Arc<Context>) -> Router {
         }
     };
     router.layer(CorsLayer::new().allow_origin(allow))
-}
-
-/// Serves until shutdown.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
-    let shutdown = ctx.shutdown.clone();
-    let listener = listener::Limited::new(listener, ctx.config.http.max_connections);
-    let app = router(ctx).into_make_service_with_connect_info::<listener::Peer>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "http server failed");
-    }
 }

@@ -6,20 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
-use super::listener::Peer;
 use crate::server::Context;
-
-/// How long an open HTTPS connection may take to finish after shutdown starts.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves HTTPS until shutdown.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAcceptor) {
@@ -40,24 +31,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAccept
                 Ok(s) => s,
                 Err(e) => return refused(&ctx2, peer, &e),
             };
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(Peer(peer)));
-                app.clone().oneshot(req)
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "https connection ended with an error");
-                    }
-                }
-                _ = ctx2.shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(DRAIN, conn).await;
-                }
-            }
+            super::conn::hyper_connection(tls, peer, app, &ctx2.shutdown).await;
             drop(permit);
         });
     }

@@ -27,9 +27,11 @@ use crate::server::Context;
 
 /// Most packets gathered into one write.
 const MAX_BATCH: usize = 64;
-/// Read buffer of a connection that only receives commands (players, idle clients): a viewer
-/// costs little memory.
+/// Read buffer of a connection in its handshake and commands.
 const READ_SMALL: usize = 4 * 1024;
+/// Read buffer of a player once it plays: it only sends acknowledgements and the odd command, and
+/// a viewer must cost little memory.
+const READ_PLAYER: usize = 256;
 /// Read buffer of a publisher: large reads mean few syscalls for the ingest.
 const READ_LARGE: usize = 64 * 1024;
 
@@ -150,8 +152,9 @@ impl Conn {
         // The session's own token (a child of the server's shutdown), registered once.
         let kick = self.kick.clone();
         let mut kicked = std::pin::pin!(kick.cancelled());
-        let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH);
-        let mut packets: Vec<Packet> = Vec::with_capacity(MAX_BATCH);
+        // Grown to what batches need (a few entries), not to the most they may hold.
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut packets: Vec<Packet> = Vec::new();
         let media_nodelay = ctx.config.delivery.media_nodelay();
         let mut media_sent = false;
         loop {
@@ -168,6 +171,7 @@ impl Conn {
             }
             let connected = self.app.is_some();
             let can_play = self.player.as_ref().is_some_and(|p| !p.paused);
+            let read_step = self.read_step();
             tokio::select! {
                 // Media first: it is what a viewer's loop wakes for nearly every time.
                 biased;
@@ -181,7 +185,7 @@ impl Conn {
                     }
                     media_sent = true;
                 }
-                r = read_some(&mut rd, &mut buf, self.publishing.is_some()) => {
+                r = read_some(&mut rd, &mut buf, read_step) => {
                     match r {
                         Ok(0) => return Ok("peer closed".into()),
                         Ok(n) => self.info.add_in(n),
@@ -216,6 +220,17 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// How much to read at a time: a publisher a lot, a player very little.
+    fn read_step(&self) -> usize {
+        if self.publishing.is_some() {
+            READ_LARGE
+        } else if self.player.is_some() {
+            READ_PLAYER
+        } else {
+            READ_SMALL
         }
     }
 
@@ -507,10 +522,12 @@ async fn next_batch(player: Option<&mut Player>, out: &mut Vec<Packet>) -> Resul
 async fn read_some(
     rd: &mut ReadHalf<impl AsyncRead>,
     buf: &mut BytesMut,
-    large: bool,
+    step: usize,
 ) -> std::io::Result<usize> {
-    let step = if large { READ_LARGE } else { READ_SMALL };
-    if buf.capacity() - buf.len() < step / 4 {
+    if buf.is_empty() && buf.capacity() > 4 * step {
+        // A player past its handshake gives the handshake-sized buffer back.
+        *buf = BytesMut::with_capacity(step);
+    } else if buf.capacity() - buf.len() < step / 4 {
         buf.reserve(step);
     }
     rd.read_buf(buf).await
