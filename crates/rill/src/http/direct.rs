@@ -26,6 +26,8 @@ const HEAD_MAX: usize = 4096;
 /// How long the head may take to arrive complete before the connection goes to hyper.
 const HEAD_WAIT: Duration = Duration::from_millis(200);
 const MAX_HEADERS: usize = 32;
+/// Entries kept in the write vectors once the start-up burst is out.
+const KEEP_PARTS: usize = 10;
 
 /// A request for a stream that this module serves.
 #[derive(Debug, PartialEq, Eq)]
@@ -226,6 +228,12 @@ async fn stream(
                 return Some(e.to_string());
             }
             out.clear();
+            if out.capacity() > KEEP_PARTS {
+                // The start-up burst needed room that live batches never will.
+                out.shrink_to(KEEP_PARTS);
+                body.shrink_to(KEEP_PARTS);
+                viewer.shrink();
+            }
             if media_sent && !nodelay && !nagle_on {
                 // The start-up burst has left at once; from here on the kernel may merge writes.
                 nagle_on = true;

@@ -28,6 +28,8 @@ use crate::server::Context;
 
 /// Most packets gathered per batch.
 const MAX_BATCH: usize = 64;
+/// Packets a viewer keeps room for once live.
+const KEEP_PACKETS: usize = 8;
 
 /// `GET /{app}/{stream}.flv`, as HTTP-FLV or, with an Upgrade, as WS-FLV, through hyper: what
 /// the direct path (`direct.rs`) leaves to it (HTTPS, HTTP/2, a second request on a kept-alive
@@ -240,6 +242,11 @@ impl Viewer {
                 None
             }
         }
+    }
+
+    /// Gives back room the start-up burst needed.
+    pub(super) fn shrink(&mut self) {
+        self.feed.packets.shrink_to(KEEP_PACKETS);
     }
 
     /// Why the session's kick token fired.

@@ -24,6 +24,9 @@ pub use stream::{Packet, Stream, StreamFacts, StreamLimits, Tracks};
 
 use stream::{Item, PublisherSlot};
 
+/// Entries a subscription's queues keep allocated once drained.
+const KEEP_QUEUED: usize = 16;
+
 /// Lags within [`LAG_WINDOW`] after which a viewer is dropped instead of skipping again.
 const MAX_LAGS: usize = 4;
 const LAG_WINDOW: Duration = Duration::from_secs(30);
@@ -262,6 +265,10 @@ impl Subscription {
     fn ready(&mut self) -> Result<Option<Packet>, ViewerEnd> {
         loop {
             if let Some(p) = self.backlog.pop_front() {
+                if self.backlog.is_empty() && self.backlog.capacity() > KEEP_QUEUED {
+                    // The join snapshot (a whole GOP) is out: a viewer keeps no room for it.
+                    self.backlog = VecDeque::new();
+                }
                 return Ok(Some(self.note(p)));
             }
             let Some(f) = self.arrived.pop_front() else {

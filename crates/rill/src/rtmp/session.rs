@@ -27,6 +27,8 @@ use crate::server::Context;
 
 /// Most packets gathered into one write.
 const MAX_BATCH: usize = 64;
+/// Entries kept in a player's batch vectors once the start-up burst is out.
+const KEEP_BATCH: usize = 8;
 /// Read buffer of a connection in its handshake and commands.
 const READ_SMALL: usize = 4 * 1024;
 /// Read buffer of a player once it plays: it only sends acknowledgements and the odd command, and
@@ -164,6 +166,11 @@ impl Conn {
                 if media_sent {
                     // The start-up burst has left at once; from here on the mode's setting holds.
                     self.nodelay.media_started(media_nodelay);
+                }
+                if batch.capacity() > KEEP_BATCH {
+                    // The start-up burst needed room that live batches never will.
+                    batch.shrink_to(KEEP_BATCH);
+                    packets.shrink_to(KEEP_BATCH);
                 }
             }
             if let Some(reason) = self.closing.take() {
@@ -420,9 +427,10 @@ impl Conn {
             Ok(p) => {
                 self.nodelay.release();
                 tracing::info!(parent: &self.span, stream = %p.stream().path(), "publish start");
+                // Registered as the publisher first: whoever sees the stream live finds it.
+                self.info.attach(&app, &name, Some(Role::Publisher), query);
                 self.session.accept_publish(stream_id, &name);
                 crate::outputs::Outputs::on_publish(&self.ctx, &app, &name);
-                self.info.attach(&app, &name, Some(Role::Publisher), query);
                 self.label = format!("publisher of {}", p.stream().path());
                 self.publishing = Some((stream_id, p));
                 self.ctx.hooks.notify(event.as_kind(EventKind::PostPublish));
