@@ -52,8 +52,9 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
 }
 
 /// A handle on a connection's TCP socket (a duplicate descriptor) for changing TCP_NODELAY after
-/// the connection has been split into halves or wrapped in TLS. Given up once used, so a viewer
-/// holds one descriptor, not two.
+/// the connection has been split into halves or wrapped in TLS, and for the stream fan-out to
+/// write to. Given up when not needed, so a viewer holds one descriptor, not two, unless a group
+/// of the fan-out writes to it.
 #[derive(Debug, Default)]
 pub struct NodelaySwitch(Option<std::net::TcpStream>);
 
@@ -69,13 +70,22 @@ impl NodelaySwitch {
         )
     }
 
-    /// Media is flowing: from now on the socket has TCP_NODELAY = `nodelay`.
-    pub fn media_started(&mut self, nodelay: bool) {
-        if let Some(s) = self.0.take() {
+    /// Media is flowing: from now on the socket has TCP_NODELAY = `nodelay`. The descriptor is
+    /// kept for [`NodelaySwitch::take`] if `keep`.
+    pub fn media_started(&mut self, nodelay: bool, keep: bool) {
+        if let Some(s) = &self.0 {
             if !nodelay {
                 let _ = s.set_nodelay(false);
             }
         }
+        if !keep {
+            self.0 = None;
+        }
+    }
+
+    /// The descriptor, for the fan-out.
+    pub fn take(&mut self) -> Option<std::net::TcpStream> {
+        self.0.take()
     }
 
     /// The connection will not play (a publisher): keep the socket as it is.

@@ -129,6 +129,10 @@ pub struct DeliveryConfig {
     /// which saves most of the per-packet cost on the way to the viewer. Unset: `true` for `frame`,
     /// `false` for `coalesced` and `merged`. Handshakes and replies always go out at once.
     pub nodelay: Option<bool>,
+    /// Once a plain-TCP viewer has caught up, its media is written by the stream's fan-out (a
+    /// few group tasks per stream) instead of by its own task: one wake-up per group and batch,
+    /// not one per viewer.
+    pub direct: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -138,6 +142,7 @@ impl Default for DeliveryConfig {
             coalesce_ms: 40,
             merge_ms: 100,
             nodelay: None,
+            direct: true,
         }
     }
 }

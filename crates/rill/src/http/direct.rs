@@ -7,6 +7,7 @@
 //! hyper and the router, which serve the same streams the ordinary way.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio::net::TcpStream;
 use super::flv::{self, Viewer};
 use super::ws_frame::{self, ClientDecoder, ClientEvent, Opcode};
 use crate::control::sessions::Protocol;
+use crate::hub::{DirectViewer, Framing as FanoutFraming, HandBack};
 use crate::io::write_all_timed;
 use crate::server::Context;
 
@@ -136,6 +138,27 @@ enum Framing {
     WebSocket,
 }
 
+/// How a viewer's writes are made.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Longest a write may wait for the peer.
+    write: Duration,
+    /// TCP_NODELAY once the start-up burst is out (`delivery.nodelay`).
+    nodelay: bool,
+    /// Whether the stream's fan-out may write (`delivery.direct`).
+    direct: bool,
+}
+
+impl Framing {
+    fn fanout(self) -> FanoutFraming {
+        match self {
+            Framing::Chunked => FanoutFraming::HttpChunked,
+            Framing::Raw => FanoutFraming::HttpRaw,
+            Framing::WebSocket => FanoutFraming::WebSocket,
+        }
+    }
+}
+
 /// Serves the request `detect` found, to its end.
 pub async fn serve(mut socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>, req: FlvRequest) {
     // The head was only peeked at: take it off the socket (it is all there already).
@@ -186,17 +209,12 @@ pub async fn serve(mut socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>, r
             )
         }
     };
-    let limit = Duration::from_secs(ctx.config.rtmp.ping_timeout.max(10));
-    let nodelay = ctx.config.delivery.media_nodelay();
-    let reason = stream(
-        &mut socket,
-        &mut viewer,
-        framing,
-        Bytes::from(head),
-        limit,
-        nodelay,
-    )
-    .await;
+    let limits = Limits {
+        write: Duration::from_secs(ctx.config.rtmp.ping_timeout.max(10)),
+        nodelay: ctx.config.delivery.media_nodelay(),
+        direct: ctx.config.delivery.direct,
+    };
+    let reason = stream(&mut socket, &mut viewer, framing, Bytes::from(head), limits).await;
     if let Some(reason) = reason {
         viewer.end(reason);
     }
@@ -208,9 +226,33 @@ async fn stream(
     viewer: &mut Viewer,
     framing: Framing,
     head: Bytes,
-    limit: Duration,
-    nodelay: bool,
+    limits: Limits,
 ) -> Option<String> {
+    let direct = limits.direct.then(|| {
+        socket
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::net::TcpStream::from)
+            .map(|fd| DirectViewer::new(fd, framing.fanout(), (*viewer.session).clone()))
+    });
+    let direct = direct.flatten();
+    let r = stream_loop(socket, viewer, framing, head, limits, direct.as_ref()).await;
+    if let Some(dv) = direct {
+        dv.close();
+    }
+    r
+}
+
+async fn stream_loop(
+    socket: &mut TcpStream,
+    viewer: &mut Viewer,
+    framing: Framing,
+    head: Bytes,
+    limits: Limits,
+    direct: Option<&Arc<DirectViewer>>,
+) -> Option<String> {
+    let limit = limits.write;
     let (mut rd, mut wr) = socket.split();
     let mut out: Vec<Bytes> = vec![head];
     let mut body: Vec<Bytes> = Vec::new();
@@ -219,6 +261,7 @@ async fn stream(
     let mut decoder = ClientDecoder::new();
     let mut media_sent = false;
     let mut nagle_on = false;
+    let mut grouped = false;
     // Registered once: a fresh wait on every batch would take the token's lock each time.
     let kick = viewer.session.kick.clone();
     let mut kicked = std::pin::pin!(kick.cancelled());
@@ -234,15 +277,18 @@ async fn stream(
                 body.shrink_to(KEEP_PARTS);
                 viewer.shrink();
             }
-            if media_sent && !nodelay && !nagle_on {
+            if media_sent && !limits.nodelay && !nagle_on {
                 // The start-up burst has left at once; from here on the kernel may merge writes.
                 nagle_on = true;
                 let _ = wr.as_ref().set_nodelay(false);
             }
         }
+        if let (true, false, Some(dv)) = (media_sent, grouped, direct) {
+            grouped = viewer.go_direct(dv);
+        }
         tokio::select! {
             biased;
-            n = viewer.next_parts(&mut body) => {
+            n = viewer.next_parts(&mut body), if !grouped => {
                 let Some(len) = n else {
                     // Ended by the server (the viewer recorded why): say goodbye properly.
                     let _ = write_all_timed(&mut wr, &mut [end_of_stream(framing)], limit).await;
@@ -259,8 +305,18 @@ async fn stream(
                 }
                 media_sent = true;
             }
+            _ = handed_back(direct), if grouped => {
+                grouped = false;
+                if let Some(reason) = take_back(direct, viewer, &mut out) {
+                    return Some(reason);
+                }
+            }
             _ = &mut kicked => {
-                let _ = write_all_timed(&mut wr, &mut [end_of_stream(framing)], limit).await;
+                if grouped {
+                    let _ = take_back(direct, viewer, &mut out);
+                }
+                out.push(end_of_stream(framing));
+                let _ = write_all_timed(&mut wr, &mut out, limit).await;
                 return Some(viewer.kick_reason());
             }
             r = rd.read_buf(&mut rbuf) => {
@@ -275,22 +331,62 @@ async fn stream(
                     continue;
                 }
                 loop {
-                    match decoder.decode(&mut rbuf) {
+                    let event = decoder.decode(&mut rbuf);
+                    let pong = match &event {
                         Ok(None) => break,
-                        Ok(Some(ClientEvent::Ping(p))) => out.push(ws_frame::pong_frame(&p)),
-                        Ok(Some(ClientEvent::Close(_))) => {
-                            let _ = write_all_timed(&mut wr, &mut [ws_frame::close_frame(1000)], limit).await;
-                            return Some("peer closed".into());
-                        }
-                        Err(e) => {
-                            let _ = write_all_timed(&mut wr, &mut [ws_frame::close_frame(1002)], limit).await;
-                            return Some(format!("websocket protocol error: {e}"));
+                        Ok(Some(ClientEvent::Ping(p))) => ws_frame::pong_frame(p),
+                        Ok(Some(ClientEvent::Close(_))) => ws_frame::close_frame(1000),
+                        Err(_) => ws_frame::close_frame(1002),
+                    };
+                    if let (true, Some(dv), Ok(Some(ClientEvent::Ping(_)))) = (grouped, direct, &event) {
+                        // The group writes it before its next batch.
+                        if dv.queue_control(pong.clone()) {
+                            continue;
                         }
                     }
+                    if grouped {
+                        grouped = false;
+                        let _ = take_back(direct, viewer, &mut out);
+                    }
+                    out.push(pong);
+                    let reason = match event {
+                        Ok(Some(ClientEvent::Close(_))) => "peer closed".to_string(),
+                        Err(e) => format!("websocket protocol error: {e}"),
+                        _ => continue,
+                    };
+                    let _ = write_all_timed(&mut wr, &mut out, limit).await;
+                    return Some(reason);
                 }
             }
         }
     }
+}
+
+async fn handed_back(direct: Option<&Arc<DirectViewer>>) {
+    match direct {
+        Some(d) => d.handed_back().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Takes the viewer back from the fan-out: what the group left unwritten goes into `out` first;
+/// the reason to end it, if writing failed.
+fn take_back(
+    direct: Option<&Arc<DirectViewer>>,
+    viewer: &mut Viewer,
+    out: &mut Vec<Bytes>,
+) -> Option<String> {
+    let dv = direct?;
+    let (rest, reason) = dv.reclaim();
+    out.extend(rest);
+    if let Some(HandBack::Failed(e)) = reason {
+        return Some(e);
+    }
+    viewer.resume(matches!(
+        reason,
+        Some(HandBack::Publish | HandBack::Unpublish | HandBack::Lagged)
+    ));
+    None
 }
 
 /// What ends the body when the server ends a viewer.

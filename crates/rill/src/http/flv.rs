@@ -23,7 +23,7 @@ use super::conn::Peer;
 use crate::control::auth::{Action, SignError};
 use crate::control::hooks::{Event, EventKind, Hooks};
 use crate::control::sessions::{Protocol, Role, SessionGuard};
-use crate::hub::{Packet, Subscription, ViewerEnd};
+use crate::hub::{DirectViewer, Packet, Subscription, ViewerEnd};
 use crate::server::Context;
 
 /// Most packets gathered per batch.
@@ -242,6 +242,16 @@ impl Viewer {
                 None
             }
         }
+    }
+
+    /// Hands the viewer's media to the stream's fan-out if it has caught up.
+    pub(super) fn go_direct(&mut self, viewer: &Arc<DirectViewer>) -> bool {
+        self.feed.sub.go_direct(viewer)
+    }
+
+    /// Back from the fan-out (see [`Subscription::resume`]).
+    pub(super) fn resume(&mut self, config: bool) {
+        self.feed.sub.resume(config);
     }
 
     /// Gives back room the start-up burst needed.

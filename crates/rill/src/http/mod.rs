@@ -10,7 +10,7 @@ mod flv;
 mod media;
 mod recordings;
 pub mod tls;
-mod ws_frame;
+pub(crate) mod ws_frame;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 //! `Subscription` of an unpublished stream removes it, so no path can leak a stream.
 
 mod batch;
+mod fanout;
 mod frame;
 mod gop;
 mod stream;
@@ -19,10 +20,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 pub use batch::Batching;
-pub use frame::HubFrame;
+pub use fanout::{DirectViewer, Framing, HandBack};
+pub use frame::{HubFrame, COMMON_STREAM_ID};
 pub use stream::{Packet, Stream, StreamFacts, StreamLimits, Tracks};
 
-use stream::{Item, PublisherSlot};
+use stream::{Body, Item, PublisherSlot};
 
 /// Entries a subscription's queues keep allocated once drained.
 const KEEP_QUEUED: usize = 16;
@@ -154,7 +156,7 @@ impl Hub {
             stream,
             backlog,
             arrived: VecDeque::new(),
-            rx,
+            rx: Some(rx),
             skipping: false,
             lags: VecDeque::new(),
             sent_video_seq: None,
@@ -209,7 +211,9 @@ pub struct Subscription {
     backlog: VecDeque<Packet>,
     /// Frames of a batch taken from the ring, not yet filtered.
     arrived: VecDeque<Arc<HubFrame>>,
-    rx: broadcast::Receiver<Item>,
+    /// None while the stream's fan-out delivers: a receiver nobody reads would keep every entry
+    /// of the ring alive.
+    rx: Option<broadcast::Receiver<Item>>,
     skipping: bool,
     lags: VecDeque<Instant>,
     sent_video_seq: Option<Arc<HubFrame>>,
@@ -236,7 +240,10 @@ impl Subscription {
             if let Some(p) = self.ready()? {
                 return Ok(p);
             }
-            let r = self.rx.recv().await;
+            let Some(rx) = self.rx.as_mut() else {
+                return std::future::pending().await;
+            };
+            let r = rx.recv().await;
             if let Some(p) = self.take(r)? {
                 return Ok(self.note(p));
             }
@@ -249,7 +256,10 @@ impl Subscription {
             if let Some(p) = self.ready()? {
                 return Ok(Some(p));
             }
-            let r = match self.rx.try_recv() {
+            let Some(rx) = self.rx.as_mut() else {
+                return Ok(None);
+            };
+            let r = match rx.try_recv() {
                 Ok(p) => Ok(p),
                 Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
                 Err(broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
@@ -259,6 +269,30 @@ impl Subscription {
                 return Ok(Some(self.note(p)));
             }
         }
+    }
+
+    /// Hands this viewer's media to the stream's fan-out (see `fanout.rs`) if it has caught up;
+    /// false if something is still waiting for it (try again after delivering it).
+    pub fn go_direct(&mut self, viewer: &Arc<DirectViewer>) -> bool {
+        if !self.backlog.is_empty() || !self.arrived.is_empty() || self.skipping {
+            return false;
+        }
+        let Some(rx) = &self.rx else { return false };
+        if !self.stream.go_direct(rx, viewer) {
+            return false;
+        }
+        self.rx = None;
+        true
+    }
+
+    /// Back from the fan-out: this subscription delivers again, from the next keyframe (a stalled
+    /// viewer skips what it could not take); after a publish change, from the codec configuration.
+    pub fn resume(&mut self, config: bool) {
+        let (backlog, rx) = self.stream.rejoin(config);
+        self.backlog = backlog;
+        self.rx = Some(rx);
+        self.arrived.clear();
+        self.skipping = true;
     }
 
     /// A packet already taken from the ring: the backlog first, then the rest of a batch.
@@ -283,8 +317,13 @@ impl Subscription {
     /// Unpacks a ring entry: a packet is filtered, a batch's frames are queued for [`Self::ready`].
     fn take(&mut self, r: Result<Item, RecvError>) -> Result<Option<Packet>, ViewerEnd> {
         match r {
-            Ok(Item::One(p)) => self.filter(Ok(p)),
-            Ok(Item::Batch(frames)) => {
+            Ok(Item {
+                body: Body::One(p), ..
+            }) => self.filter(Ok(p)),
+            Ok(Item {
+                body: Body::Batch(frames),
+                ..
+            }) => {
                 self.arrived.extend(frames.iter().cloned());
                 Ok(None)
             }

@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Batching;
+use super::fanout::{DirectViewer, Fanout};
 use super::frame::HubFrame;
 use super::gop::GopCache;
 
@@ -39,9 +40,17 @@ pub enum Packet {
     Unpublish,
 }
 
-/// An entry of the ring: a packet, or frames that leave together (one wake-up for every viewer).
+/// An entry of the ring, numbered so that delivery can move between a viewer's own task and the
+/// stream's fan-out without losing or repeating anything.
 #[derive(Debug, Clone)]
-pub(super) enum Item {
+pub(super) struct Item {
+    pub seq: u64,
+    pub body: Body,
+}
+
+/// A packet, or frames that leave together (one wake-up for every viewer).
+#[derive(Debug, Clone)]
+pub(super) enum Body {
     One(Packet),
     Batch(Arc<[Arc<HubFrame>]>),
 }
@@ -82,6 +91,19 @@ pub(super) struct StreamInner {
     /// Frames held back for the next batch, and when that batch is due.
     pending: Vec<Arc<HubFrame>>,
     pending_due: Option<tokio::time::Instant>,
+    /// Number of the last ring entry sent.
+    pub seq: u64,
+}
+
+impl StreamInner {
+    /// Sends `body` as the next ring entry (under the stream's lock, so numbers follow the ring).
+    pub(super) fn send(&mut self, tx: &broadcast::Sender<Item>, body: Body) {
+        self.seq += 1;
+        let _ = tx.send(Item {
+            seq: self.seq,
+            body,
+        });
+    }
 }
 
 impl StreamInner {
@@ -131,6 +153,7 @@ pub struct Stream {
     tx: broadcast::Sender<Item>,
     /// Wakes the stream's flusher when a batch becomes due later (see [`Stream::run_flusher`]).
     flush_wake: Notify,
+    fanout: Fanout,
 }
 
 impl Stream {
@@ -156,9 +179,11 @@ impl Stream {
                 meta_size: None,
                 pending: Vec::new(),
                 pending_due: None,
+                seq: 0,
             }),
             tx,
             flush_wake: Notify::new(),
+            fanout: Fanout::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
         }
     }
 
@@ -223,7 +248,7 @@ impl Stream {
         inner.rebase_from = inner.last_ts.map(|t| t.wrapping_add(1));
         inner.pending.clear();
         inner.pending_due = None;
-        let _ = tx.send(Item::One(Packet::Publish));
+        inner.send(tx, Body::One(Packet::Publish));
     }
 
     pub(super) fn sender(&self) -> &broadcast::Sender<Item> {
@@ -239,7 +264,7 @@ impl Stream {
         self.flush(&mut inner);
         inner.publisher = None;
         inner.gop.clear();
-        let _ = self.tx.send(Item::One(Packet::Unpublish));
+        inner.send(&self.tx, Body::One(Packet::Unpublish));
         drop(inner);
         // The flusher sees the publish is over and ends.
         self.flush_wake.notify_one();
@@ -271,7 +296,7 @@ impl Stream {
         match self.limits.batching {
             Batching::Frame => {
                 self.cache(&mut inner, &hf);
-                let _ = self.tx.send(Item::One(Packet::Frame(hf)));
+                inner.send(&self.tx, Body::One(Packet::Frame(hf)));
             }
             policy => {
                 inner.pending.push(hf);
@@ -362,12 +387,12 @@ impl Stream {
         for hf in &frames {
             self.cache(inner, hf);
         }
-        let item = if frames.len() == 1 {
-            Item::One(Packet::Frame(frames[0].clone()))
+        let body = if frames.len() == 1 {
+            Body::One(Packet::Frame(frames[0].clone()))
         } else {
-            Item::Batch(frames.into())
+            Body::Batch(frames.into())
         };
-        let _ = self.tx.send(item);
+        inner.send(&self.tx, body);
     }
 
     /// Whether frames are ever held back, so that a flusher must release them on time.
@@ -444,6 +469,42 @@ impl Stream {
         inner.viewers = inner.viewers.saturating_sub(1);
         inner.internal = inner.internal.saturating_sub(usize::from(internal));
         inner.viewers == 0 && inner.publisher.is_none()
+    }
+
+    /// Hands `viewer`'s media to the fan-out if `rx` has nothing waiting (the viewer has had every
+    /// entry so far); false otherwise.
+    pub(super) fn go_direct(
+        &self,
+        rx: &broadcast::Receiver<Item>,
+        viewer: &Arc<DirectViewer>,
+    ) -> bool {
+        let inner = self.lock();
+        if !rx.is_empty()
+            || inner.publisher.is_none()
+            || tokio::runtime::Handle::try_current().is_err()
+        {
+            return false;
+        }
+        viewer.enter(inner.seq);
+        self.fanout
+            .add(viewer, self.limits.chunk_size, || self.tx.subscribe());
+        true
+    }
+
+    /// A viewer's own place in the ring again, from now on; with `config`, the codec
+    /// configuration to start with (the publish changed while the fan-out had the viewer).
+    pub(super) fn rejoin(&self, config: bool) -> (VecDeque<Packet>, broadcast::Receiver<Item>) {
+        let inner = self.lock();
+        let mut backlog = VecDeque::new();
+        if config && inner.publisher.is_some() {
+            for f in [&inner.metadata, &inner.video_seq, &inner.audio_seq]
+                .into_iter()
+                .flatten()
+            {
+                backlog.push_back(Packet::Frame(f.clone()));
+            }
+        }
+        (backlog, self.tx.subscribe())
     }
 
     /// The current video sequence header, to resend after a viewer skipped frames.

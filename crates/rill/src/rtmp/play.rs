@@ -32,6 +32,16 @@ impl Player {
         }
     }
 
+    /// Whether the stream's fan-out may write this player's media: it takes everything as it
+    /// comes, on the message stream the shared chunks are made for.
+    pub fn can_go_direct(&self) -> bool {
+        !self.paused
+            && self.audio
+            && self.video
+            && !self.need_keyframe
+            && self.stream_id == crate::hub::COMMON_STREAM_ID
+    }
+
     pub fn set_paused(&mut self, paused: bool) {
         if self.paused && !paused {
             self.need_keyframe = true;

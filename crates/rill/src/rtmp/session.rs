@@ -21,7 +21,7 @@ use super::play::Player;
 use crate::control::auth::Action;
 use crate::control::hooks::{Event, EventKind};
 use crate::control::sessions::{Protocol, Role, SessionGuard};
-use crate::hub::{Packet, Publisher, ViewerEnd};
+use crate::hub::{DirectViewer, Framing, HandBack, Packet, Publisher, ViewerEnd};
 use crate::io::{write_all_timed, NodelaySwitch};
 use crate::server::Context;
 
@@ -53,6 +53,7 @@ pub async fn run<S>(
     let span = tracing::info_span!("rtmp", id = info.id, %peer, tls);
     tracing::debug!(parent: &span, "connection accepted");
     let mut conn = Conn::new(info, ctx, span, nodelay);
+    conn.tls = tls;
     let reason = conn.serve(socket).await;
     tracing::info!(parent: &conn.span, %reason, session = %conn.label, "rtmp session ended");
 }
@@ -60,8 +61,13 @@ pub async fn run<S>(
 struct Conn {
     info: SessionGuard,
     span: tracing::Span,
-    /// Used once media starts flowing to a player (see `delivery.nodelay`).
+    /// Used once media starts flowing to a player (see `delivery.nodelay`), and its descriptor
+    /// for the fan-out.
     nodelay: NodelaySwitch,
+    /// The player as the stream's fan-out sees it, and whether a group writes its media now.
+    direct: Option<Arc<DirectViewer>>,
+    grouped: bool,
+    tls: bool,
     ctx: Arc<Context>,
     session: ServerSession,
     app: Option<String>,
@@ -113,6 +119,9 @@ impl Conn {
             info,
             span,
             nodelay,
+            direct: None,
+            grouped: false,
+            tls: false,
             session: ServerSession::new(config),
             app: None,
             publishing: None,
@@ -158,14 +167,22 @@ impl Conn {
         let mut batch: Vec<Bytes> = Vec::new();
         let mut packets: Vec<Packet> = Vec::new();
         let media_nodelay = ctx.config.delivery.media_nodelay();
+        // Only a plain TCP socket can be written by someone else; TLS records are this task's.
+        let direct = ctx.config.delivery.direct && !self.tls;
         let mut media_sent = false;
-        loop {
-            batch.extend(self.session.take_output());
+        let r = loop {
+            let output = self.session.take_output();
+            if self.grouped && (output.is_some() || !self.direct_eligible()) {
+                // A reply to a command, or a change of what the player wants: its own task
+                // delivers again, after what the group left unwritten.
+                self.take_back(&mut batch)?;
+            }
+            batch.extend(output);
             if !batch.is_empty() {
                 self.write(&mut wr, &mut batch, write_timeout).await?;
                 if media_sent {
                     // The start-up burst has left at once; from here on the mode's setting holds.
-                    self.nodelay.media_started(media_nodelay);
+                    self.nodelay.media_started(media_nodelay, direct);
                 }
                 if batch.capacity() > KEEP_BATCH {
                     // The start-up burst needed room that live batches never will.
@@ -174,10 +191,14 @@ impl Conn {
                 }
             }
             if let Some(reason) = self.closing.take() {
-                return Ok(reason);
+                break Ok(reason);
+            }
+            if direct && media_sent && !self.grouped {
+                self.go_direct();
             }
             let connected = self.app.is_some();
-            let can_play = self.player.as_ref().is_some_and(|p| !p.paused);
+            let can_play = !self.grouped && self.player.as_ref().is_some_and(|p| !p.paused);
+            let grouped = self.grouped;
             let read_step = self.read_step();
             tokio::select! {
                 // Media first: it is what a viewer's loop wakes for nearly every time.
@@ -185,49 +206,125 @@ impl Conn {
                 r = next_batch(self.player.as_mut(), &mut packets), if can_play => {
                     let Some(player) = self.player.as_mut() else { continue };
                     if let Err(e) = r {
-                        return Ok(viewer_end(e));
+                        break Ok(viewer_end(e));
                     }
                     for p in packets.drain(..) {
                         player.deliver(p, &mut self.session, &mut batch);
                     }
                     media_sent = true;
                 }
+                _ = handed_back(self.direct.as_ref()), if grouped => {
+                    self.take_back(&mut batch)?;
+                }
                 r = read_some(&mut rd, &mut buf, read_step) => {
                     match r {
-                        Ok(0) => return Ok("peer closed".into()),
+                        Ok(0) => break Ok("peer closed".into()),
                         Ok(n) => self.info.add_in(n),
-                        Err(e) => return Err(format!("read error: {e}")),
+                        Err(e) => break Err(format!("read error: {e}")),
                     }
                     last_rx = Instant::now();
                     let fed = self.session.feed(&mut buf);
                     self.handle_events().await;
                     if let Err(e) = fed {
+                        if self.grouped {
+                            self.take_back(&mut batch)?;
+                        }
                         // Flush what the session had to say (e.g. an error reply) before closing.
                         batch.extend(self.session.take_output());
                         let _ = self.write(&mut wr, &mut batch, write_timeout).await;
-                        return Err(format!("protocol error: {e}"));
+                        break Err(format!("protocol error: {e}"));
                     }
                 }
                 _ = &mut kicked => {
-                    return Ok(if ctx.shutdown.is_cancelled() {
+                    break Ok(if ctx.shutdown.is_cancelled() {
                         "server shutting down".into()
                     } else {
                         "replaced by a new publisher or kicked".into()
                     });
                 }
                 _ = tokio::time::sleep_until(connect_deadline), if !connected => {
-                    return Err("handshake/connect timeout".into());
+                    break Err("handshake/connect timeout".into());
                 }
                 _ = ping.tick() => {
                     if ping_timeout > Duration::ZERO && last_rx.elapsed() > ping_timeout {
-                        return Err(format!("no data for {} s (ping timeout)", ping_timeout.as_secs()));
+                        break Err(format!("no data for {} s (ping timeout)", ping_timeout.as_secs()));
                     }
                     if rtmp.ping != 0 && self.session.handshake_done() {
                         self.session.ping(started.elapsed().as_millis() as u32);
+                        if let (true, Some(dv)) = (self.grouped, self.direct.as_ref()) {
+                            // The group writes the ping before its next batch.
+                            if let Some(b) = self.session.take_output() {
+                                if !dv.queue_control(b.clone()) {
+                                    batch.push(b);
+                                }
+                            }
+                        }
                     }
                 }
             }
+        };
+        if let Some(dv) = self.direct.take() {
+            // Nothing more of this connection's may be written by a group.
+            dv.close();
         }
+        r
+    }
+
+    /// Whether the player may be written to by the stream's fan-out.
+    fn direct_eligible(&self) -> bool {
+        self.player.as_ref().is_some_and(|p| {
+            p.can_go_direct()
+                && self.session.encoder().chunk_size() == self.ctx.config.rtmp.chunk_size
+        })
+    }
+
+    /// Hands the player's media to the stream's fan-out if it is eligible and caught up.
+    fn go_direct(&mut self) {
+        if !self.direct_eligible() {
+            return;
+        }
+        if self.direct.is_none() {
+            let Some(fd) = self.nodelay.take() else {
+                return;
+            };
+            self.direct = Some(DirectViewer::new(fd, Framing::Rtmp, (*self.info).clone()));
+        }
+        let (Some(player), Some(dv)) = (self.player.as_mut(), self.direct.as_ref()) else {
+            return;
+        };
+        self.grouped = player.sub.go_direct(dv);
+    }
+
+    /// Takes the player back from the fan-out: what the group left unwritten goes first, then
+    /// what the reason calls for; its own subscription delivers again.
+    fn take_back(&mut self, batch: &mut Vec<Bytes>) -> Result<(), String> {
+        self.grouped = false;
+        let Some(dv) = self.direct.as_ref() else {
+            return Ok(());
+        };
+        let (rest, reason) = dv.reclaim();
+        batch.extend(rest);
+        let Some(player) = self.player.as_mut() else {
+            return Ok(());
+        };
+        match &reason {
+            Some(HandBack::Failed(e)) => return Err(e.clone()),
+            Some(HandBack::Publish) => {
+                self.session.publish_notify(player.stream_id, &player.name);
+                batch.extend(self.session.take_output());
+            }
+            Some(HandBack::Unpublish) => {
+                self.session
+                    .unpublish_notify(player.stream_id, &player.name);
+                batch.extend(self.session.take_output());
+            }
+            _ => {}
+        }
+        player.sub.resume(matches!(
+            reason,
+            Some(HandBack::Publish | HandBack::Unpublish | HandBack::Lagged)
+        ));
+        Ok(())
     }
 
     /// How much to read at a time: a publisher a lot, a player very little.
@@ -523,6 +620,13 @@ fn viewer_end(e: ViewerEnd) -> String {
 async fn next_batch(player: Option<&mut Player>, out: &mut Vec<Packet>) -> Result<(), ViewerEnd> {
     match player {
         Some(p) => p.sub.next_batch(MAX_BATCH, out).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn handed_back(direct: Option<&Arc<DirectViewer>>) {
+    match direct {
+        Some(d) => d.handed_back().await,
         None => std::future::pending().await,
     }
 }
