@@ -262,6 +262,7 @@ async fn stream_loop(
     let mut media_sent = false;
     let mut nagle_on = false;
     let mut grouped = false;
+    let mut resume = None;
     // Registered once: a fresh wait on every batch would take the token's lock each time.
     let kick = viewer.session.kick.clone();
     let mut kicked = std::pin::pin!(kick.cancelled());
@@ -282,6 +283,11 @@ async fn stream_loop(
                 nagle_on = true;
                 let _ = wr.as_ref().set_nodelay(false);
             }
+        }
+        if let Some(config) = resume.take() {
+            // A receiver made before the rest was written would hold on to the ring's entries
+            // for as long as a stalled peer takes to read.
+            viewer.resume(config);
         }
         if let (true, false, Some(dv)) = (media_sent, grouped, direct) {
             grouped = viewer.go_direct(dv);
@@ -307,13 +313,13 @@ async fn stream_loop(
             }
             _ = handed_back(direct), if grouped => {
                 grouped = false;
-                if let Some(reason) = take_back(direct, viewer, &mut out) {
+                if let Some(reason) = take_back(direct, &mut resume, &mut out) {
                     return Some(reason);
                 }
             }
             _ = &mut kicked => {
                 if grouped {
-                    let _ = take_back(direct, viewer, &mut out);
+                    let _ = take_back(direct, &mut resume, &mut out);
                 }
                 out.push(end_of_stream(framing));
                 let _ = write_all_timed(&mut wr, &mut out, limit).await;
@@ -346,7 +352,7 @@ async fn stream_loop(
                     }
                     if grouped {
                         grouped = false;
-                        let _ = take_back(direct, viewer, &mut out);
+                        let _ = take_back(direct, &mut resume, &mut out);
                     }
                     out.push(pong);
                     let reason = match event {
@@ -369,11 +375,12 @@ async fn handed_back(direct: Option<&Arc<DirectViewer>>) {
     }
 }
 
-/// Takes the viewer back from the fan-out: what the group left unwritten goes into `out` first;
-/// the reason to end it, if writing failed.
+/// Takes the viewer back from the fan-out: what the group left unwritten goes into `out` first,
+/// and the subscription resumes once that is written (`resume`: with the codec configuration if
+/// true); the reason to end the viewer, if writing failed.
 fn take_back(
     direct: Option<&Arc<DirectViewer>>,
-    viewer: &mut Viewer,
+    resume: &mut Option<bool>,
     out: &mut Vec<Bytes>,
 ) -> Option<String> {
     let dv = direct?;
@@ -382,7 +389,7 @@ fn take_back(
     if let Some(HandBack::Failed(e)) = reason {
         return Some(e);
     }
-    viewer.resume(matches!(
+    *resume = Some(matches!(
         reason,
         Some(HandBack::Publish | HandBack::Unpublish | HandBack::Lagged)
     ));

@@ -67,6 +67,9 @@ struct Conn {
     /// The player as the stream's fan-out sees it, and whether a group writes its media now.
     direct: Option<Arc<DirectViewer>>,
     grouped: bool,
+    /// Back from the fan-out: the subscription resumes (with the codec configuration if true)
+    /// once what the group left unwritten is out.
+    resume: Option<bool>,
     tls: bool,
     ctx: Arc<Context>,
     session: ServerSession,
@@ -121,6 +124,7 @@ impl Conn {
             nodelay,
             direct: None,
             grouped: false,
+            resume: None,
             tls: false,
             session: ServerSession::new(config),
             app: None,
@@ -192,6 +196,9 @@ impl Conn {
             }
             if let Some(reason) = self.closing.take() {
                 break Ok(reason);
+            }
+            if let (Some(config), Some(player)) = (self.resume.take(), self.player.as_mut()) {
+                player.sub.resume(config);
             }
             if direct && media_sent && !self.grouped {
                 self.go_direct();
@@ -320,7 +327,9 @@ impl Conn {
             }
             _ => {}
         }
-        player.sub.resume(matches!(
+        // The subscription takes over once that is written: a receiver made now would hold on
+        // to the ring's entries for as long as a stalled peer takes to read.
+        self.resume = Some(matches!(
             reason,
             Some(HandBack::Publish | HandBack::Unpublish | HandBack::Lagged)
         ));
