@@ -935,7 +935,7 @@ def table(head, rows):
 
 detail_head = ["server", "scenario", "N", "connected", "dropped", "Mbit/s per viewer min/p50",
                "aggregate Mbit/s", "server CPU %", "CPU s/GiB", "peak RSS MiB", "p50 / p99 ms",
-               "first frame p50 ms", "tool CPU %", "kept up"]
+               "first frame p50 / p95 ms", "tool CPU %", "kept up"]
 detail = []
 for r in runs:
     rep = r.get("rep")
@@ -952,7 +952,8 @@ for r in runs:
                    fmt(srv.get("cpu_percent"), ".0f"), fmt(cpu_gib(rep)),
                    fmt(srv["peak_rss_kib"] / 1024 if srv else None, ".1f"),
                    f"{fmt(l50, '.1f')} / {fmt(l99, '.1f')}" + ("" if l99 is None or both else "ᵛ"),
-                   fmt(tt.get("p50"), ".0f"), fmt((rep.get("tool") or {}).get("cpu_percent"), ".0f"),
+                   f"{fmt(tt.get('p50'), '.1f')} / {fmt(tt.get('p95'), '.1f')}",
+                   fmt((rep.get("tool") or {}).get("cpu_percent"), ".0f"),
                    "yes" if keeps_up(rep) else "NO"])
 
 notes = f"""Notes: one machine, {meta['cores']} cores, everything on 127.0.0.1; load generator = rill-bench
