@@ -24,6 +24,8 @@ use crate::http::ws_frame::{self, Opcode};
 
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 96;
+/// Bytes a viewer's session counter lags behind at most (about a second of a 2.5 Mbit/s stream).
+const REPORT_STEP: usize = 256 * 1024;
 /// Bytes a group keeps for a viewer whose socket is full before giving it back to its task.
 const MAX_QUEUED: usize = 1 << 20;
 
@@ -76,6 +78,25 @@ struct DirectState {
     /// What the group could not write, and why it gave the viewer back.
     rest: Vec<Bytes>,
     reason: Option<HandBack>,
+    /// Bytes written but not yet added to the session's counter.
+    unreported: usize,
+}
+
+impl DirectState {
+    /// Counts `n` bytes out. The session's counter is shared with the API's readers, and
+    /// touching it on every write was most of a write's own cost (a cache miss per viewer), so it
+    /// is updated in steps.
+    fn count_out(&mut self, info: &SessionInfo, n: usize) {
+        self.unreported += n;
+        if self.unreported >= REPORT_STEP {
+            info.add_out(self.unreported);
+            self.unreported = 0;
+        }
+    }
+
+    fn report(&mut self, info: &SessionInfo) {
+        info.add_out(std::mem::take(&mut self.unreported));
+    }
 }
 
 impl DirectViewer {
@@ -113,6 +134,7 @@ impl DirectViewer {
     pub fn reclaim(&self) -> (Vec<Bytes>, Option<HandBack>) {
         let mut st = self.state();
         st.in_group = false;
+        st.report(&self.info);
         let mut out = std::mem::take(&mut st.rest);
         out.append(&mut st.control);
         (out, st.reason.take())
@@ -121,7 +143,10 @@ impl DirectViewer {
     /// The viewer's connection is ending: no group writes to it any more, and the socket is shut
     /// down now rather than when the group next looks at it.
     pub fn close(&self) {
-        self.state().in_group = false;
+        let mut st = self.state();
+        st.in_group = false;
+        st.report(&self.info);
+        drop(st);
         let _ = self.fd.shutdown(std::net::Shutdown::Both);
     }
 
@@ -162,7 +187,7 @@ impl DirectViewer {
             match write_now(&self.fd, &st.control, body) {
                 Ok(n) if n == total => {
                     st.control.clear();
-                    self.info.add_out(n);
+                    st.count_out(&self.info, n);
                     return true;
                 }
                 Ok(n) => {
@@ -181,7 +206,7 @@ impl DirectViewer {
         };
         match written {
             Ok(n) => {
-                self.info.add_out(n);
+                st.count_out(&self.info, n);
                 skip(&mut st.rest, n);
                 if st.rest.iter().map(Bytes::len).sum::<usize>() > MAX_QUEUED {
                     self.hand_back(&mut st, HandBack::Stalled);
