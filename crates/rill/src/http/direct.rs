@@ -311,7 +311,7 @@ async fn stream_loop(
                 }
                 media_sent = true;
             }
-            _ = handed_back(direct), if grouped => {
+            _ = DirectViewer::handed_back(direct), if grouped => {
                 grouped = false;
                 if let Some(reason) = take_back(direct, &mut resume, &mut out) {
                     return Some(reason);
@@ -368,13 +368,6 @@ async fn stream_loop(
     }
 }
 
-async fn handed_back(direct: Option<&Arc<DirectViewer>>) {
-    match direct {
-        Some(d) => d.handed_back().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Takes the viewer back from the fan-out: what the group left unwritten goes into `out` first,
 /// and the subscription resumes once that is written (`resume`: with the codec configuration if
 /// true); the reason to end the viewer, if writing failed.
@@ -389,10 +382,7 @@ fn take_back(
     if let Some(HandBack::Failed(e)) = reason {
         return Some(e);
     }
-    *resume = Some(matches!(
-        reason,
-        Some(HandBack::Publish | HandBack::Unpublish | HandBack::Lagged)
-    ));
+    *resume = Some(HandBack::resends_config(reason.as_ref()));
     None
 }
 

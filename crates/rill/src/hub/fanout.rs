@@ -57,6 +57,17 @@ pub enum HandBack {
     Failed(String),
 }
 
+impl HandBack {
+    /// Whether the viewer's own subscription must start again from the stream's codec
+    /// configuration (the publish changed, or entries were lost while the group was behind).
+    pub fn resends_config(reason: Option<&HandBack>) -> bool {
+        matches!(
+            reason,
+            Some(HandBack::Publish | HandBack::Unpublish | HandBack::Lagged)
+        )
+    }
+}
+
 /// A viewer whose media a group may write.
 #[derive(Debug)]
 pub struct DirectViewer {
@@ -150,9 +161,12 @@ impl DirectViewer {
         let _ = self.fd.shutdown(std::net::Shutdown::Both);
     }
 
-    /// Resolves when a group has given the viewer back.
-    pub async fn handed_back(&self) {
-        self.handed_back.notified().await
+    /// Resolves when a group has given `viewer` back; never without a viewer (for `select!`).
+    pub async fn handed_back(viewer: Option<&Arc<DirectViewer>>) {
+        match viewer {
+            Some(v) => v.handed_back.notified().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Called under the stream's lock: from entry `seq` on, the group writes.
@@ -568,7 +582,7 @@ mod tests {
             }
         }
         assert!(handed, "a viewer that does not read stays in the group");
-        tokio::time::timeout(Duration::from_secs(1), dv.handed_back())
+        tokio::time::timeout(Duration::from_secs(1), DirectViewer::handed_back(Some(&dv)))
             .await
             .expect("the task is told");
         let (rest, reason) = dv.reclaim();
@@ -602,7 +616,7 @@ mod tests {
         p.push(video(0, true, 100));
         drop(p);
         for dv in &dvs {
-            tokio::time::timeout(Duration::from_secs(1), dv.handed_back())
+            tokio::time::timeout(Duration::from_secs(1), DirectViewer::handed_back(Some(dv)))
                 .await
                 .expect("handed back");
             assert_eq!(dv.reclaim().1, Some(HandBack::Unpublish));

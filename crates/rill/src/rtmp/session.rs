@@ -220,7 +220,7 @@ impl Conn {
                     }
                     media_sent = true;
                 }
-                _ = handed_back(self.direct.as_ref()), if grouped => {
+                _ = DirectViewer::handed_back(self.direct.as_ref()), if grouped => {
                     self.take_back(&mut batch)?;
                 }
                 r = read_some(&mut rd, &mut buf, read_step) => {
@@ -329,10 +329,7 @@ impl Conn {
         }
         // The subscription takes over once that is written: a receiver made now would hold on
         // to the ring's entries for as long as a stalled peer takes to read.
-        self.resume = Some(matches!(
-            reason,
-            Some(HandBack::Publish | HandBack::Unpublish | HandBack::Lagged)
-        ));
+        self.resume = Some(HandBack::resends_config(reason.as_ref()));
         Ok(())
     }
 
@@ -629,13 +626,6 @@ fn viewer_end(e: ViewerEnd) -> String {
 async fn next_batch(player: Option<&mut Player>, out: &mut Vec<Packet>) -> Result<(), ViewerEnd> {
     match player {
         Some(p) => p.sub.next_batch(MAX_BATCH, out).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn handed_back(direct: Option<&Arc<DirectViewer>>) {
-    match direct {
-        Some(d) => d.handed_back().await,
         None => std::future::pending().await,
     }
 }
