@@ -249,11 +249,10 @@ fn skip(bufs: &mut Vec<Bytes>, mut n: usize) {
 /// Writes `a` then `b` as far as the socket takes them without waiting; returns how much it took.
 fn write_now(fd: &TcpStream, a: &[Bytes], b: &[Bytes]) -> std::io::Result<usize> {
     let mut written = 0;
-    let mut skip_bytes = 0;
     loop {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut count = 0;
-        let mut to_skip = skip_bytes;
+        let mut to_skip = written;
         for buf in a.iter().chain(b) {
             if to_skip >= buf.len() {
                 to_skip -= buf.len();
@@ -273,10 +272,7 @@ fn write_now(fd: &TcpStream, a: &[Bytes], b: &[Bytes]) -> std::io::Result<usize>
         // kernel's cost per write here.
         match socket2::SockRef::from(fd).send_vectored(&slices[..count]) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                written += n;
-                skip_bytes += n;
-            }
+            Ok(n) => written += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(written),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
