@@ -6,22 +6,33 @@
 # scenarios run against each server, every run on a freshly started server, and one markdown
 # table comes out on stdout (saved with every raw JSON report under target/bench/results/).
 #
-#   bench/compare.sh [--quick] [--only LIST] [--duration SECONDS] [--no-install]
+#   bench/compare.sh [--quick] [--only LIST] [--duration SECONDS] [--paced-from N] [--no-install]
 #
-#   --quick        viewer counts 1/100/1000 instead of 1/100/500/1000/2000, shorter windows
-#   --only LIST    comma-separated targets or groups: rill (the three modes plus the floor, which
-#                  Rill's "x floor" needs), rill-frame, rill-coalesced, rill-merged, nms (both),
-#                  nms2, nms4, nginx, floor (both floor modes)
-#   --duration S   measurement window of each fan-out run (default 12, quick 8)
-#   --no-install   use what is installed; a peer that is missing is reported as n/a
-#   --table DIR    only print the table again from an earlier run's results directory
+#   --quick         viewer counts 1/100/1000 instead of 1/100/500/1000/2000, shorter windows
+#   --only LIST     comma-separated targets or groups: rill (the three modes plus the floor, which
+#                   Rill's "x floor" needs), rill-frame, rill-coalesced, rill-merged, nms (both),
+#                   nms2, nms4, nginx, floor (both floor modes)
+#   --duration S    measurement window of each fan-out run (default 12, quick 8)
+#   --paced-from N  fan-out runs with N viewers or more are paced (default 1001, i.e. only the
+#                   2000 row): all but 100 precise viewers read every 50 ms instead of as data
+#                   arrives (--read-interval-ms 50 --precise-viewers 100), so that rill-bench's own
+#                   CPU does not compete with the server's on the same cores; only the precise
+#                   viewers give latency figures. Runs below N: every viewer reads as data arrives,
+#                   as players do (pacing lowers some servers' CPU: see scenario 4)
+#   --no-install    use what is installed; a peer that is missing is reported as n/a
+#   --table DIR     only print the table again from an earlier run's results directory
 #
-# Scenarios (see bench/COMPARE.md for what each column means):
+# Scenarios (see bench/COMPARE.md for what each column means); REF = 1000 viewers (the largest
+# count when the counts do not include 1000):
 #   1. one 2.5 Mbit/s 720p stream, N RTMP viewers          (every target but the floor)
 #   2. the same with HTTP-FLV viewers                       (nginx-rtmp has none: n/a)
-#   3. 200 publishers of ~500 kbit/s, one RTMP viewer each  (Rill in its default mode, peers)
-#   4. 100 RTMP viewers plus one that stops reading         (Rill in its default mode, peers)
-#   5. start-up time, idle RSS, RSS per connected viewer    (from every run)
+#   3. the same with WS-FLV viewers, REF only               (Rill's three modes and NMS; nginx and
+#                                                            the floor: n/a, not run)
+#   4. REF RTMP viewers, paced (as --paced-from), REF only  (nginx, rill-coalesced, rill-frame):
+#                                                            a second table, against scenario 1
+#   5. 200 publishers of ~500 kbit/s, one RTMP viewer each  (Rill in its default mode, peers)
+#   6. 100 RTMP viewers plus one that stops reading         (Rill in its default mode, peers)
+#   7. start-up time, idle RSS, RSS per connected viewer    (from every run)
 #
 # Everything listens on and talks to 127.0.0.1 only; every count and duration is bounded; only
 # processes this script started are stopped, by PID.
@@ -34,6 +45,7 @@ TABLE_ONLY=""
 ONLY=""
 INSTALL=1
 DURATION=""
+PACED_FROM=1001
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -46,6 +58,11 @@ while [[ $# -gt 0 ]]; do
         DURATION="${2:?--duration needs seconds}"
         shift
         ;;
+    --paced-from)
+        PACED_FROM="${2:?--paced-from needs a viewer count}"
+        shift
+        ;;
+    --paced-from=*) PACED_FROM="${1#--paced-from=}" ;;
     --no-install) INSTALL=0 ;;
     --table)
         TABLE_ONLY="${2:?--table needs a results directory}"
@@ -92,12 +109,30 @@ if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 2 || DURATION > 120)); then
     echo "compare.sh: --duration must be 2..120 seconds" >&2
     exit 2
 fi
+if ! [[ $PACED_FROM =~ ^[0-9]+$ ]] || ((PACED_FROM < 1 || PACED_FROM > 100000)); then
+    echo "compare.sh: --paced-from must be 1..100000 viewers" >&2
+    exit 2
+fi
+# The count the CPU, WS-FLV and paced columns are taken at: 1000, or the largest count.
+REF_N=0
+for n in "${COUNTS[@]}"; do
+    ((n > REF_N)) && REF_N=$n
+done
+for n in "${COUNTS[@]}"; do
+    ((n == 1000)) && REF_N=1000
+done
 WARMUP=3
 RAMP=250          # connections opened per second
-# From this many viewers on, all but 100 "precise" viewers read every 50 ms instead of at once
-# (they still take the whole stream): it keeps rill-bench's own CPU, on the same two cores, from
-# setting the pace. Only the precise viewers feed the latency figures.
-PACED_FROM=500
+# Pacing (--paced-from): from PACED_FROM viewers on, all but 100 "precise" viewers read every
+# 50 ms instead of as data arrives (they still take the whole stream), which keeps rill-bench's
+# own CPU, on the same two cores, from setting the pace; only the precise viewers feed the
+# latency figures. It is not the default below that count because it changes what is measured:
+# while a viewer does not read, delayed ACKs plus Nagle's algorithm merge a server's small writes
+# (nginx-rtmp: 20.8 % CPU at 1000 paced RTMP viewers, 53 % when they read at once). Scenario 4
+# measures that difference.
+READ_INTERVAL_MS=50
+PRECISE_VIEWERS=100
+PACE_ARGS=(--read-interval-ms "$READ_INTERVAL_MS" --precise-viewers "$PRECISE_VIEWERS")
 INGEST_PUBS=200
 SLOW_HEALTHY=100
 
@@ -600,34 +635,42 @@ bench_run() {
 
 err_tail() { tail -c 300 "${1%.json}.err" 2>/dev/null | tr '\n' ' '; }
 
+# fanout TARGET SCENARIO N: SCENARIO is rtmp, http-flv or ws-flv (paced from PACED_FROM viewers
+# on), or rtmp-paced (RTMP viewers, paced whatever N).
 fanout() {
-    local target=$1 proto=$2 n=$3 name file budget
-    name="$target-$proto-$n"
+    local target=$1 scenario=$2 n=$3 proto name file budget paced=false
+    proto=${scenario%-paced}
+    name="$target-$scenario-$n"
     file=$OUT/$name.json
-    if [[ $proto == http-flv && $target == nginx ]]; then
-        record target="$target" scenario="$proto" count="$n" status=n/a reason="nginx-rtmp has no HTTP-FLV"
+    if [[ $proto != rtmp && $target == nginx ]]; then
+        record target="$target" scenario="$scenario" count="$n" status=n/a reason="nginx-rtmp has no ${proto^^}"
         return
     fi
-    if [[ $proto == rtmp && $target == floor-* ]]; then
-        record target="$target" scenario="$proto" count="$n" status=n/a reason="the floor serves HTTP-FLV only"
+    if [[ $proto != http-flv && $target == floor-* ]]; then
+        record target="$target" scenario="$scenario" count="$n" status=n/a reason="the floor serves HTTP-FLV only"
         return
+    fi
+    local pace=()
+    if [[ $scenario == *-paced ]] || ((n >= PACED_FROM)); then
+        pace=("${PACE_ARGS[@]}")
+        paced=true
     fi
     if ! start_server "$target"; then
         log "$name: n/a: $REASON"
-        record target="$target" scenario="$proto" count="$n" status=n/a reason="$REASON"
+        record target="$target" scenario="$scenario" count="$n" status=n/a paced="$paced" reason="$REASON"
         return
     fi
-    log "$name: start-up ${STARTUP_MS} ms, idle RSS $((IDLE_KIB / 1024)) MiB; running"
+    log "$name: start-up ${STARTUP_MS} ms, idle RSS $((IDLE_KIB / 1024)) MiB; running$([[ $paced == true ]] && echo ", paced")"
     budget=$((n / RAMP + WARMUP + DURATION + 60))
-    local paced=()
-    ((n >= PACED_FROM)) && paced=(--read-interval-ms 50 --precise-viewers 100)
-    if bench_run "$file" "$budget" fanout --viewers "$n" --protocol "$proto" "${paced[@]}" \
+    # HTTP-FLV and WS-FLV play URLs are derived by rill-bench from --url and --http-port:
+    # http://127.0.0.1:HTTP_PORT/live/bench.flv and ws://127.0.0.1:HTTP_PORT/live/bench.flv.
+    if bench_run "$file" "$budget" fanout --viewers "$n" --protocol "$proto" "${pace[@]}" \
         --url "rtmp://127.0.0.1:$RTMP_PORT/live/bench" --http-port "$HTTP_PORT" \
         --file "$FLV_MAIN" --ramp-per-sec "$RAMP" --warmup "$WARMUP" --duration "$DURATION"; then
-        record target="$target" scenario="$proto" count="$n" status=ok json="$file" \
+        record target="$target" scenario="$scenario" count="$n" status=ok json="$file" paced="$paced" \
             startup_ms="$STARTUP_MS" idle_kib="$IDLE_KIB" idle_measured_kib="$IDLE_M_KIB"
     else
-        record target="$target" scenario="$proto" count="$n" status=fail json="$file" \
+        record target="$target" scenario="$scenario" count="$n" status=fail json="$file" paced="$paced" \
             startup_ms="$STARTUP_MS" idle_kib="$IDLE_KIB" reason="rill-bench failed: $(err_tail "$file")"
     fi
     stop_server
@@ -782,7 +825,16 @@ NAMES = {
 }
 targets = [t for t in NAMES if any(r["target"] == t for r in runs)]
 counts = meta["counts"]
-ref_n = 1000 if 1000 in counts else max(counts)
+ref_n = meta.get("ref_count") or (1000 if 1000 in counts else max(counts))
+pacing = meta.get("pacing") or {"read_interval_ms": 50, "precise_viewers": 100}
+
+def is_paced(r):
+    """Whether a fan-out run's bulk viewers were paced: recorded since --paced-from exists; for
+    older results, from the paced_from of their meta.json (every count from it on)."""
+    if "paced" in r:
+        return bool(r["paced"])
+    return r["scenario"].endswith("-paced") or (
+        r["scenario"] in ("rtmp", "http-flv", "ws-flv") and r["count"] >= meta.get("paced_from", 10**9))
 
 def reached(target, proto):
     rs = [r for r in runs if r["target"] == target and r["scenario"] == proto]
@@ -817,6 +869,25 @@ def cell_cpu(target, proto, n):
         return "n/a" if r["status"] == "n/a" else "failed"
     v = cpu_gib(r["rep"])
     return fmt(v) + ("†" if tool_bound(r["rep"]) else "")
+
+def ok_cpu(target, scenario, n):
+    r = find(target, scenario, n)
+    return cpu_gib(r["rep"]) if r and r["status"] == "ok" else None
+
+def flv_ratios(target, n):
+    """HTTP-FLV and WS-FLV CPU s/GiB over RTMP's at the same count, for Rill's modes; ✓ when
+    both are within 10 % of RTMP's."""
+    if not target.startswith("rill-"):
+        return "–"
+    base = ok_cpu(target, "rtmp", n)
+    xs = [ok_cpu(target, s, n) for s in ("http-flv", "ws-flv")]
+    if not base or all(x is None for x in xs):
+        return "–"
+    rs = [x / base if x is not None else None for x in xs]
+    cell = " / ".join(fmt(r) for r in rs)
+    if all(r is not None for r in rs):
+        cell += " ✓" if all(abs(r - 1) <= 0.10 for r in rs) else " ✗"
+    return cell
 
 def x_floor(target, n):
     r = find(target, "http-flv", n)
@@ -912,14 +983,17 @@ def slow_cell(target):
 
 head = ["server", "start-up ms", "idle RSS MiB", f"KiB/viewer @{ref_n}",
         "RTMP viewers kept up", "HTTP-FLV viewers kept up",
-        f"CPU s/GiB RTMP @{ref_n}", f"CPU s/GiB FLV @{ref_n}", f"x floor FLV @{ref_n} (frame / batch100)",
+        f"CPU s/GiB RTMP @{ref_n}", f"CPU s/GiB FLV @{ref_n}", f"CPU s/GiB WS-FLV @{ref_n}",
+        f"FLV / WS-FLV CPU ÷ RTMP @{ref_n} (Rill)",
+        f"x floor FLV @{ref_n} (frame / batch100)",
         "p99 ms RTMP @100", f"p99 ms RTMP @{ref_n}", f"p99 ms FLV @{ref_n}",
         f"{meta['ingest_publishers']} publishers × 500 kbit/s", "slow consumer among 100"]
 rows = []
 for t in targets:
     su, idle = startup_idle(t)
     rows.append([NAMES[t], su, idle, per_viewer(t), reached(t, "rtmp"), reached(t, "http-flv"),
-                 cell_cpu(t, "rtmp", ref_n), cell_cpu(t, "http-flv", ref_n), x_floor(t, ref_n),
+                 cell_cpu(t, "rtmp", ref_n), cell_cpu(t, "http-flv", ref_n), cell_cpu(t, "ws-flv", ref_n),
+                 flv_ratios(t, ref_n), x_floor(t, ref_n),
                  p99(t, "rtmp", 100), p99(t, "rtmp", ref_n), p99(t, "http-flv", ref_n),
                  ingest_cell(t), slow_cell(t)])
 if ref_n == 100:  # the two RTMP p99 columns would be the same
@@ -936,17 +1010,21 @@ def table(head, rows):
 detail_head = ["server", "scenario", "N", "connected", "dropped", "Mbit/s per viewer min/p50",
                "aggregate Mbit/s", "server CPU %", "CPU s/GiB", "peak RSS MiB", "p50 / p99 ms",
                "first frame p50 / p95 ms", "tool CPU %", "kept up"]
+def scenario_label(r):
+    sc = r["scenario"]
+    return sc + " (paced)" if sc in ("rtmp", "http-flv", "ws-flv") and is_paced(r) else sc
+
 detail = []
 for r in runs:
     rep = r.get("rep")
     if r["status"] == "n/a" or not rep:
-        detail.append([NAMES.get(r["target"], r["target"]), r["scenario"], r["count"],
+        detail.append([NAMES.get(r["target"], r["target"]), scenario_label(r), r["count"],
                        (r["status"] + ": " + r.get("reason", ""))[:100]] + [""] * 10)
         continue
     v, srv = rep["viewers"], rep.get("server") or {}
     per, tt = rep.get("per_viewer_mbps") or {}, rep.get("ttff_ms") or {}
     l50, l99, both = latency(rep)
-    detail.append([NAMES.get(r["target"], r["target"]), r["scenario"], r["count"],
+    detail.append([NAMES.get(r["target"], r["target"]), scenario_label(r), r["count"],
                    f"{v['connected']}/{v['requested']}", v["dropped"],
                    f"{fmt(per.get('min'))} / {fmt(per.get('p50'))}", fmt(rep.get("aggregate_mbps"), ".0f"),
                    fmt(srv.get("cpu_percent"), ".0f"), fmt(cpu_gib(rep)),
@@ -956,20 +1034,73 @@ for r in runs:
                    fmt((rep.get("tool") or {}).get("cpu_percent"), ".0f"),
                    "yes" if keeps_up(rep) else "NO"])
 
+# The pacing sensitivity table (scenario 4): only the targets it ran for.
+paced_targets = [t for t in targets if find(t, "rtmp-paced", ref_n)]
+paced_head = ["server", f"CPU s/GiB RTMP @{ref_n} unpaced", f"CPU s/GiB RTMP @{ref_n} paced",
+              "p99 ms (all frames) unpaced / paced"]
+paced_rows = []
+for t in paced_targets:
+    base = find(t, "rtmp", ref_n)
+    if base and is_paced(base):  # an older run, or --paced-from at or below ref_n
+        unpaced_cpu, unpaced_p99 = "– (that run was paced)", "–"
+    else:
+        unpaced_cpu, unpaced_p99 = cell_cpu(t, "rtmp", ref_n), p99(t, "rtmp", ref_n)
+    pr = find(t, "rtmp-paced", ref_n)
+    paced_cpu = cell_cpu(t, "rtmp-paced", ref_n)
+    if pr["status"] != "ok":
+        paced_cpu = na_reason(t, "rtmp-paced") or paced_cpu
+    paced_rows.append([NAMES[t], unpaced_cpu, paced_cpu, f"{unpaced_p99} / {p99(t, 'rtmp-paced', ref_n)}"])
+if paced_rows:
+    paced_text = f"""### Pacing sensitivity: {ref_n} RTMP viewers reading as data arrives vs paced
+
+{table(paced_head, paced_rows)}
+
+Paced = all but {pacing['precise_viewers']} viewers read every {pacing['read_interval_ms']} ms (the latency comes from
+the {pacing['precise_viewers']} that read at once). While a viewer does not read, the kernel's delayed ACKs and
+Nagle's algorithm (nginx-rtmp leaves it on) merge a server's many small writes into fewer, larger
+segments, so a server that writes small pieces costs less CPU per GiB paced than with viewers that
+read as data arrives, as players do; the main table is unpaced up to {ref_n} viewers for that reason."""
+else:
+    paced_text = ""
+
+main = [r for r in runs if r["scenario"] in ("rtmp", "http-flv", "ws-flv") and r["status"] != "n/a"]
+PROTO_NAMES = {"rtmp": "RTMP", "http-flv": "HTTP-FLV", "ws-flv": "WS-FLV"}
+by_n = {}
+for r in main:
+    if is_paced(r):
+        by_n.setdefault(r["count"], set()).add(r["scenario"])
+if by_n:
+    # "500, 1000 and 2000 viewers (RTMP, HTTP-FLV)": counts grouped by the protocols paced at them.
+    groups = {}
+    for n, scs in sorted(by_n.items()):
+        groups.setdefault(tuple(p for p in PROTO_NAMES if p in scs), []).append(n)
+    def and_list(xs):
+        xs = [str(x) for x in xs]
+        return xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
+    which = "; ".join(f"{and_list(ns)} viewers ({', '.join(PROTO_NAMES[p] for p in ps)})"
+                      for ps, ns in groups.items())
+    pace_note = (f"Paced runs: {which}: all but {pacing['precise_viewers']} precise viewers read every "
+                 f"{pacing['read_interval_ms']} ms (whole stream; only the precise ones give latency), to keep "
+                 f"the tool's CPU down; in every other run each viewer reads as data arrives, as players do. "
+                 f"Pacing lowers some servers' CPU figures" + (" (see the pacing table)." if paced_text else "."))
+else:
+    pace_note = "No run of the main table was paced: every viewer reads as data arrives, as players do."
+
 notes = f"""Notes: one machine, {meta['cores']} cores, everything on 127.0.0.1; load generator = rill-bench
 (one thread) on the same cores as the server. Rill {meta['rill_commit']} release build, tokio multi-thread
 runtime (one worker per core); NMS 2.x/4.x are one Node.js process each (one JS thread) and nginx
 runs worker_processes 1, so their CPU figures are per single event loop. nginx-rtmp has no GOP cache
 (viewers start at the next keyframe) and no HTTP-FLV. Viewer counts {counts}, window {meta['duration_s']} s
-after a {meta['warmup_s']} s warm-up, ramp {meta['ramp_per_s']}/s, a fresh server for every run; from
-{meta['paced_from']} viewers on, all but 100 precise viewers read every 50 ms (whole stream, no latency
-samples) to keep the tool's CPU down.
+after a {meta['warmup_s']} s warm-up, ramp {meta['ramp_per_s']}/s, a fresh server for every run.
+{pace_note}
 "Kept up": every viewer connected and none dropped, each got ≥ 90 % of the stream's bit rate over the
 window and p99 latency < 500 ms. Latency = publisher send → viewer receive of the same frame (the
 server-added delay on loopback), over audio and video frames together, so a server that holds audio
 back shows it; ᵛ = video frames only (a report from a rill-bench that did not yet measure audio).
 CPU s/GiB = server CPU seconds per GiB delivered to viewers (lower
-is better); x floor = that figure over the floor's at the same count; † = rill-bench itself used
+is better); FLV / WS-FLV CPU ÷ RTMP = Rill's HTTP-FLV and WS-FLV figures over its RTMP one at the
+same count, ✓ when both are within 10 % of RTMP (the bar), ✗ when not; WS-FLV runs at {ref_n} viewers only, for Rill and NMS (nginx-rtmp
+and the floor have none); x floor = the FLV figure over the floor's at the same count; † = rill-bench itself used
 ≥ 95 % of a core, so the figure is bounded by the tool. KiB/viewer = (peak RSS − idle RSS) / viewers.
 Slow consumer: p99 of 100 healthy RTMP viewers alone → with one viewer that stops reading (4 KiB
 receive buffer) for most of {meta['slow_window_s']} s; peak RSS with it and without it (the same
@@ -978,7 +1109,10 @@ full); "queued" = what the server and the kernel still had for it when it resume
 
 summary = table(head, rows)
 details = table(detail_head, detail)
-text = f"## Rill vs peers ({'quick' if meta['quick'] else 'full'} run)\n\n{summary}\n\n{notes}\n\n### Every run\n\n{details}\n"
+text = f"## Rill vs peers ({'quick' if meta['quick'] else 'full'} run)\n\n{summary}\n\n{notes}\n\n"
+if paced_text:
+    text += paced_text + "\n\n"
+text += f"### Every run\n\n{details}\n"
 open(os.path.join(out, "table.md"), "w").write(text)
 print(text)
 PY
@@ -1021,8 +1155,11 @@ RTMP_MOD_VERSION=$(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null)
 python3 - "$OUT/meta.json" <<PY
 import json, sys
 json.dump({
-    "quick": $QUICK, "counts": [${COUNTS[*]/%/,}], "duration_s": $DURATION, "warmup_s": $WARMUP,
-    "ramp_per_s": $RAMP, "paced_from": $PACED_FROM, "slow_window_s": $SLOW_WINDOW, "ingest_publishers": $INGEST_PUBS,
+    "quick": $QUICK, "counts": [${COUNTS[*]/%/,}], "ref_count": $REF_N, "duration_s": $DURATION, "warmup_s": $WARMUP,
+    "ramp_per_s": $RAMP,
+    # Fan-out runs with this many viewers or more were paced (all but "precise_viewers" read every
+    # "read_interval_ms"); so were the "rtmp-paced" runs, whatever their count.
+    "paced_from": $PACED_FROM, "pacing": {"read_interval_ms": $READ_INTERVAL_MS, "precise_viewers": $PRECISE_VIEWERS}, "slow_window_s": $SLOW_WINDOW, "ingest_publishers": $INGEST_PUBS,
     "nms4_version": "$NMS4_VERSION", "nginx_version": "$NGINX_VERSION",
     "rtmp_module_version": "$RTMP_MOD_VERSION", "rill_commit": "$(git rev-parse --short HEAD)",
     "cores": $(nproc), "flv_main": "$FLV_MAIN", "flv_ingest": "$FLV_INGEST",
@@ -1036,8 +1173,21 @@ for target in "${ALL_TARGETS[@]}"; do
             fanout "$target" "$proto" "$n"
         done
     done
+    # WS-FLV at the reference count: Rill's modes and NMS (nginx and the floor: n/a, not run).
+    fanout "$target" ws-flv "$REF_N"
+    # The pacing sensitivity run, against scenario 1 at the same count; meaningless when that run
+    # was paced too (--paced-from at or below the reference count).
+    case "$target" in
+    nginx | rill-coalesced | rill-frame)
+        if ((REF_N < PACED_FROM)); then
+            fanout "$target" rtmp-paced "$REF_N"
+        else
+            log "$target-rtmp-paced-$REF_N: not run (the $REF_N-viewer RTMP run is paced already: --paced-from $PACED_FROM)"
+        fi
+        ;;
+    esac
     # Ingest and the slow consumer: Rill in its default mode (the modes only change how writes to
-    # viewers are batched, which scenarios 1-2 compare), and every peer.
+    # viewers are batched, which scenarios 1-3 compare), and every peer.
     case "$target" in
     rill-coalesced | nms2 | nms4 | nginx)
         ingest "$target"
