@@ -3,8 +3,8 @@
 # coalesced and merged with merge_ms = 100), Node-Media-Server 2.7.4, the newest
 # Node-Media-Server 4.x from the npm registry, nginx with Debian's libnginx-mod-rtmp, and the
 # rill-bench floor (frame and batch100) that gives the "x floor" figure. The same rill-bench
-# scenarios run against each server, every run on a freshly started server, and one markdown
-# table comes out on stdout (saved with every raw JSON report under target/bench/results/).
+# scenarios run against each server, every run on a freshly started server, and a markdown
+# table (plus a small one on pacing) comes out on stdout (saved with every raw JSON report under target/bench/results/).
 #
 #   bench/compare.sh [--quick] [--only LIST] [--duration SECONDS] [--paced-from N] [--no-install]
 #
@@ -13,12 +13,12 @@
 #                   Rill's "x floor" needs), rill-frame, rill-coalesced, rill-merged, nms (both),
 #                   nms2, nms4, nginx, floor (both floor modes)
 #   --duration S    measurement window of each fan-out run (default 12, quick 8)
-#   --paced-from N  fan-out runs with N viewers or more are paced (default 1001, i.e. only the
-#                   2000 row): all but 100 precise viewers read every 50 ms instead of as data
+#   --paced-from N  fan-out runs with N viewers or more are paced (default 1001: only the 2000
+#                   row of a full run): all but 100 precise viewers read every 50 ms instead of as data
 #                   arrives (--read-interval-ms 50 --precise-viewers 100), so that rill-bench's own
 #                   CPU does not compete with the server's on the same cores; only the precise
 #                   viewers give latency figures. Runs below N: every viewer reads as data arrives,
-#                   as players do (pacing lowers some servers' CPU: see scenario 4)
+#                   as players do (pacing moves some servers' CPU figures: see scenario 4)
 #   --no-install    use what is installed; a peer that is missing is reported as n/a
 #   --table DIR     only print the table again from an earlier run's results directory
 #
@@ -750,7 +750,7 @@ slow() {
 # --- the table -------------------------------------------------------------------------------------
 print_table() {
     python3 - "$1" <<'PY'
-import json, os, sys
+import json, os, re, sys, textwrap
 
 out = sys.argv[1]
 meta = json.load(open(os.path.join(out, "meta.json")))
@@ -1056,10 +1056,11 @@ if paced_rows:
 {table(paced_head, paced_rows)}
 
 Paced = all but {pacing['precise_viewers']} viewers read every {pacing['read_interval_ms']} ms (the latency comes from
-the {pacing['precise_viewers']} that read at once). While a viewer does not read, the kernel's delayed ACKs and
-Nagle's algorithm (nginx-rtmp leaves it on) merge a server's many small writes into fewer, larger
-segments, so a server that writes small pieces costs less CPU per GiB paced than with viewers that
-read as data arrives, as players do; the main table is unpaced up to {ref_n} viewers for that reason."""
+the {pacing['precise_viewers']} that read at once). Pacing changes what is measured: while a viewer does not
+read, the kernel's delayed ACKs plus Nagle's algorithm (nginx-rtmp leaves it on) merge a server's
+many small writes into fewer segments, which makes such a server look far cheaper than with viewers
+that read as data arrives, as players do; other servers can move the other way. Hence the main
+table is unpaced up to {ref_n} viewers."""
 else:
     paced_text = ""
 
@@ -1079,10 +1080,11 @@ if by_n:
         return xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
     which = "; ".join(f"{and_list(ns)} viewers ({', '.join(PROTO_NAMES[p] for p in ps)})"
                       for ps, ns in groups.items())
-    pace_note = (f"Paced runs: {which}: all but {pacing['precise_viewers']} precise viewers read every "
-                 f"{pacing['read_interval_ms']} ms (whole stream; only the precise ones give latency), to keep "
-                 f"the tool's CPU down; in every other run each viewer reads as data arrives, as players do. "
-                 f"Pacing lowers some servers' CPU figures" + (" (see the pacing table)." if paced_text else "."))
+    pace_note = (f"Paced runs: {which}: all but {pacing['precise_viewers']} precise viewers read "
+                 f"every {pacing['read_interval_ms']} ms (whole stream; only the precise ones give latency), "
+                 f"to keep the tool's CPU down; in every other run each viewer reads as data arrives, "
+                 f"as players do. Pacing moves some servers' CPU figures" +
+                 (" (see the pacing table)." if paced_text else "."))
 else:
     pace_note = "No run of the main table was paced: every viewer reads as data arrives, as players do."
 
@@ -1097,15 +1099,19 @@ after a {meta['warmup_s']} s warm-up, ramp {meta['ramp_per_s']}/s, a fresh serve
 window and p99 latency < 500 ms. Latency = publisher send → viewer receive of the same frame (the
 server-added delay on loopback), over audio and video frames together, so a server that holds audio
 back shows it; ᵛ = video frames only (a report from a rill-bench that did not yet measure audio).
-CPU s/GiB = server CPU seconds per GiB delivered to viewers (lower
-is better); FLV / WS-FLV CPU ÷ RTMP = Rill's HTTP-FLV and WS-FLV figures over its RTMP one at the
-same count, ✓ when both are within 10 % of RTMP (the bar), ✗ when not; WS-FLV runs at {ref_n} viewers only, for Rill and NMS (nginx-rtmp
-and the floor have none); x floor = the FLV figure over the floor's at the same count; † = rill-bench itself used
-≥ 95 % of a core, so the figure is bounded by the tool. KiB/viewer = (peak RSS − idle RSS) / viewers.
+CPU s/GiB = server CPU seconds per GiB delivered to viewers (lower is better); FLV / WS-FLV CPU ÷ RTMP = Rill's HTTP-FLV and WS-FLV figures over its RTMP one at the
+same count, ✓ when both are within 10 % of RTMP (the bar), ✗ when not; WS-FLV runs at {ref_n} viewers
+only, for Rill and NMS (nginx-rtmp and the floor have none); x floor = the FLV figure over the
+floor's at the same count; † = rill-bench itself used ≥ 95 % of a core, so the figure is bounded by the tool. KiB/viewer = (peak RSS − idle RSS) / viewers.
 Slow consumer: p99 of 100 healthy RTMP viewers alone → with one viewer that stops reading (4 KiB
 receive buffer) for most of {meta['slow_window_s']} s; peak RSS with it and without it (the same
 server's 100-viewer RTMP run); RSS growth over the last 8 s of the stall (≈ 0 once a bounded queue is
 full); "queued" = what the server and the kernel still had for it when it resumed reading."""
+
+# One paragraph each, wrapped at 100 columns.
+notes = textwrap.fill(" ".join(notes.split()), 100, break_on_hyphens=False)
+paced_text = re.sub(r"(?s)(\n\n)(Paced = .*)$",
+                    lambda m: m[1] + textwrap.fill(" ".join(m[2].split()), 100, break_on_hyphens=False), paced_text)
 
 summary = table(head, rows)
 details = table(detail_head, detail)
