@@ -14,6 +14,7 @@ mod http;
 mod procstat;
 mod publisher;
 mod run;
+mod rxstamp;
 mod stats;
 mod target;
 mod viewer;

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::http::{self, ChunkedDecoder, FlvScanner, TagInfo};
+use crate::rxstamp::StampedStream;
 use crate::stats::{
     is_audio_config, is_video_config, now_us, Errors, Latencies, SendLogs, ViewerState, ViewerStats,
 };
@@ -81,37 +82,36 @@ impl Viewer {
         }
     }
 
-    /// One video tag arrived completely.
-    fn video(&self, start_us: u64, timestamp: u32, first: [u8; 2]) {
+    /// One video tag arrived completely; its last bytes reached the socket at `at_us`.
+    fn video(&self, start_us: u64, at_us: u64, timestamp: u32, first: [u8; 2]) {
         if is_video_config(first) {
             return;
         }
-        let now = now_us();
-        self.stats.video_frame(now);
+        self.stats.video_frame(at_us);
         if let Some(log) = &self.log {
             self.latency
                 .video
-                .frame(&log.video, timestamp, now, start_us);
+                .frame(&log.video, timestamp, at_us, start_us);
         }
     }
 
-    /// One audio tag arrived completely.
-    fn audio(&self, start_us: u64, timestamp: u32, first: [u8; 2]) {
+    /// One audio tag arrived completely; its last bytes reached the socket at `at_us`.
+    fn audio(&self, start_us: u64, at_us: u64, timestamp: u32, first: [u8; 2]) {
         if is_audio_config(first) {
             return;
         }
         if let Some(log) = &self.log {
             self.latency
                 .audio
-                .frame(&log.audio, timestamp, now_us(), start_us);
+                .frame(&log.audio, timestamp, at_us, start_us);
         }
     }
 
     /// One complete FLV tag seen by an HTTP-FLV or WS-FLV scan.
-    fn tag(&self, start_us: u64, t: TagInfo) {
+    fn tag(&self, start_us: u64, at_us: u64, t: TagInfo) {
         match t.tag_type {
-            8 => self.audio(start_us, t.timestamp, t.first),
-            9 => self.video(start_us, t.timestamp, t.first),
+            8 => self.audio(start_us, at_us, t.timestamp, t.first),
+            9 => self.video(start_us, at_us, t.timestamp, t.first),
             _ => {}
         }
     }
@@ -143,13 +143,13 @@ pub async fn run(protocol: Protocol, target: Target, v: Viewer) {
     }
 }
 
-async fn connect(target: &Target) -> Result<TcpStream, String> {
+async fn connect(target: &Target) -> Result<StampedStream, String> {
     let sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect {}: {e}", target.addr))?;
     let _ = sock.set_nodelay(true);
-    Ok(sock)
+    Ok(StampedStream::new(sock))
 }
 
 fn first2(body: &[u8]) -> [u8; 2] {
@@ -188,6 +188,7 @@ async fn rtmp(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
             return Err("server closed the connection".into());
         }
         v.stats.add_bytes(n);
+        let at = sock.arrival_us();
         session.feed(&mut buf).map_err(|e| format!("rtmp: {e}"))?;
         while let Some(ev) = session.poll_event() {
             match ev {
@@ -195,12 +196,12 @@ async fn rtmp(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
                     kind: MediaKind::Video,
                     timestamp,
                     payload,
-                } => v.video(start, timestamp, first2(&payload)),
+                } => v.video(start, at, timestamp, first2(&payload)),
                 ClientEvent::Media {
                     kind: MediaKind::Audio,
                     timestamp,
                     payload,
-                } => v.audio(start, timestamp, first2(&payload)),
+                } => v.audio(start, at, timestamp, first2(&payload)),
                 ClientEvent::Status {
                     level,
                     code,
@@ -250,7 +251,7 @@ async fn http_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String>
     }
     v.connected();
     let mut body = FlvBody::new(head.chunked);
-    body.feed(&buf[used..filled], v, start)?;
+    body.feed(&buf[used..filled], v, start, sock.arrival_us())?;
     loop {
         let n = sock
             .read(&mut buf)
@@ -260,7 +261,7 @@ async fn http_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String>
             return Err("server closed the connection".into());
         }
         v.stats.add_bytes(n);
-        body.feed(&buf[..n], v, start)?;
+        body.feed(&buf[..n], v, start, sock.arrival_us())?;
         v.pause().await;
     }
 }
@@ -279,8 +280,8 @@ impl FlvBody {
         }
     }
 
-    fn feed(&mut self, data: &[u8], v: &Viewer, start: u64) -> Result<(), String> {
-        let on_tag = |t: TagInfo| v.tag(start, t);
+    fn feed(&mut self, data: &[u8], v: &Viewer, start: u64, at: u64) -> Result<(), String> {
+        let on_tag = |t: TagInfo| v.tag(start, at, t);
         match &mut self.chunked {
             None => self
                 .scan
@@ -333,7 +334,10 @@ async fn ws_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
         match msg.map_err(|e| format!("WebSocket: {e}"))? {
             Message::Binary(data) => {
                 v.stats.add_bytes(data.len());
-                scan.feed(&data, |t| v.tag(start, t))
+                // The arrival of the read that completed this message (tungstenite may have
+                // read it together with later ones: then it counts as late, never early).
+                let at = ws.get_ref().arrival_us();
+                scan.feed(&data, |t| v.tag(start, at, t))
                     .map_err(|e| format!("flv: {e:?}"))?;
             }
             Message::Close(_) => return Err("server closed the WebSocket".into()),
