@@ -1,8 +1,10 @@
 //! Direct fan-out. Once a viewer on plain TCP has caught up with its stream, its media is written
 //! by one of a few group tasks of the stream (one per runtime worker) straight to its socket,
 //! instead of by its own task: a batch then costs one wake-up per group, not per viewer, and one
-//! `writev` per viewer, with each kind of framing (RTMP chunks, HTTP chunk, WebSocket frame) made
-//! once per batch.
+//! `sendmsg` per viewer, with each kind of framing (RTMP chunks, HTTP chunk, WebSocket frame) made
+//! once per entry. A round over a thousand sockets takes milliseconds, so a group looks for new
+//! entries as it goes (and lets the publisher's task run): a viewer gets everything that arrived
+//! by the time its turn comes, in one write, and the viewers already done get it next round.
 //!
 //! A group never waits for a socket: what a viewer's socket does not take is queued (shared bytes,
 //! no copy) and tried again with the next batch; a viewer that stays behind is handed back to its
@@ -14,7 +16,10 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 use tokio::sync::Notify;
 
 use super::frame::{HubFrame, COMMON_STREAM_ID};
@@ -183,40 +188,50 @@ impl DirectViewer {
         self.handed_back.notify_one();
     }
 
-    /// Writes entry `seq`; false once the viewer has left the group.
+    /// Writes what of `window` this viewer has not had yet; returns the last entry it now has
+    /// (written or queued), or `None` once it has left the group.
     ///
     /// What the socket does not take waits in the viewer's queue for the next entry (a viewer a
     /// little behind catches up); past [`MAX_QUEUED`] bytes the viewer goes back to its task.
-    fn deliver(&self, seq: u64, parts: &mut Parts<'_>) -> bool {
+    fn deliver(&self, window: &mut Window) -> Option<u64> {
         let mut st = self.state();
         if !st.in_group {
-            return false;
+            return None;
         }
-        if seq <= st.resume_after {
-            return true;
+        let Some(last) = window.last_seq() else {
+            return Some(st.resume_after);
+        };
+        let Some(from) = window.after(st.resume_after) else {
+            // Entries it needs are gone: its task resumes it at the next keyframe.
+            self.hand_back(&mut st, HandBack::Lagged);
+            return None;
+        };
+        if from == window.entries.len() {
+            return Some(st.resume_after);
         }
-        let body = parts.get(self.framing);
+        st.resume_after = last;
+        let body = window.framed(from, self.framing);
+        // Bytes of the task's own (rare: an RTMP ping) go first, through the queue.
+        if !st.control.is_empty() {
+            let mut control = std::mem::take(&mut st.control);
+            st.rest.append(&mut control);
+        }
         let written = if st.rest.is_empty() {
-            let total = st.control.iter().chain(body).map(Bytes::len).sum::<usize>();
-            match write_now(&self.fd, &st.control, body) {
+            let total = body.clone().map(Bytes::len).sum::<usize>();
+            match write_now(&self.fd, body.clone()) {
                 Ok(n) if n == total => {
-                    st.control.clear();
                     st.count_out(&self.info, n);
-                    return true;
+                    return Some(last);
                 }
                 Ok(n) => {
-                    let mut rest: Vec<Bytes> = st.control.drain(..).collect();
-                    rest.extend(body.iter().cloned());
-                    st.rest = rest;
+                    st.rest.extend(body.cloned());
                     Ok(n)
                 }
                 Err(e) => Err(e),
             }
         } else {
-            let mut control = std::mem::take(&mut st.control);
-            st.rest.append(&mut control);
-            st.rest.extend(body.iter().cloned());
-            write_now(&self.fd, &st.rest, &[])
+            st.rest.extend(body.cloned());
+            write_now(&self.fd, st.rest.iter())
         };
         match written {
             Ok(n) => {
@@ -224,13 +239,13 @@ impl DirectViewer {
                 skip(&mut st.rest, n);
                 if st.rest.iter().map(Bytes::len).sum::<usize>() > MAX_QUEUED {
                     self.hand_back(&mut st, HandBack::Stalled);
-                    return false;
+                    return None;
                 }
-                true
+                Some(last)
             }
             Err(e) => {
                 self.hand_back(&mut st, HandBack::Failed(format!("write error: {e}")));
-                false
+                None
             }
         }
     }
@@ -246,14 +261,17 @@ fn skip(bufs: &mut Vec<Bytes>, mut n: usize) {
     });
 }
 
-/// Writes `a` then `b` as far as the socket takes them without waiting; returns how much it took.
-fn write_now(fd: &TcpStream, a: &[Bytes], b: &[Bytes]) -> std::io::Result<usize> {
+/// Writes `bufs` as far as the socket takes them without waiting; returns how much it took.
+fn write_now<'a>(
+    fd: &TcpStream,
+    bufs: impl Iterator<Item = &'a Bytes> + Clone,
+) -> std::io::Result<usize> {
     let mut written = 0;
     loop {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut count = 0;
         let mut to_skip = written;
-        for buf in a.iter().chain(b) {
+        for buf in bufs.clone() {
             if to_skip >= buf.len() {
                 to_skip -= buf.len();
                 continue;
@@ -280,40 +298,38 @@ fn write_now(fd: &TcpStream, a: &[Bytes], b: &[Bytes]) -> std::io::Result<usize>
     }
 }
 
-/// A batch's bytes in each framing, made when the first viewer of that framing needs them.
-struct Parts<'a> {
-    frames: &'a [Arc<HubFrame>],
-    chunk_size: u32,
+/// A ring entry held by a group until each of its viewers has it, with its bytes in each
+/// framing, made when the first viewer of that framing needs them. Each entry is framed on its
+/// own (its own HTTP chunk, its own WebSocket message), so that any run of entries is a viewer's
+/// next write as it is.
+struct Entry {
+    seq: u64,
+    frames: Arc<[Arc<HubFrame>]>,
     rtmp: Option<Vec<Bytes>>,
     flv: [Option<Vec<Bytes>>; 3],
 }
 
-impl<'a> Parts<'a> {
-    fn new(frames: &'a [Arc<HubFrame>], chunk_size: u32) -> Self {
-        Parts {
-            frames,
-            chunk_size,
-            rtmp: None,
-            flv: [None, None, None],
+impl Entry {
+    fn slot(framing: Framing) -> usize {
+        match framing {
+            Framing::HttpRaw => 0,
+            Framing::HttpChunked => 1,
+            _ => 2,
         }
     }
 
-    fn get(&mut self, framing: Framing) -> &[Bytes] {
-        let (frames, chunk_size) = (self.frames, self.chunk_size);
+    fn frame(&mut self, framing: Framing, chunk_size: u32) {
+        let frames = &self.frames;
         if framing == Framing::Rtmp {
-            return self.rtmp.get_or_insert_with(|| {
+            self.rtmp.get_or_insert_with(|| {
                 frames
                     .iter()
                     .map(|f| f.rtmp_chunks(chunk_size, COMMON_STREAM_ID))
                     .collect()
             });
+            return;
         }
-        let slot = match framing {
-            Framing::HttpRaw => 0,
-            Framing::HttpChunked => 1,
-            _ => 2,
-        };
-        self.flv[slot].get_or_insert_with(|| {
+        self.flv[Self::slot(framing)].get_or_insert_with(|| {
             let tags: Vec<Bytes> = frames.iter().map(|f| f.flv_tag()).collect();
             let len: usize = tags.iter().map(Bytes::len).sum();
             let mut out = Vec::with_capacity(tags.len() + 2);
@@ -327,7 +343,72 @@ impl<'a> Parts<'a> {
                 out.push(Bytes::from_static(b"\r\n"));
             }
             out
-        })
+        });
+    }
+
+    fn framed(&self, framing: Framing) -> &[Bytes] {
+        let cached = if framing == Framing::Rtmp {
+            &self.rtmp
+        } else {
+            &self.flv[Self::slot(framing)]
+        };
+        cached.as_deref().unwrap_or_default()
+    }
+}
+
+/// The entries a group has taken from the ring that not all of its viewers have yet, oldest
+/// first. Entries that arrive while a group goes through its viewers join the window at once, so
+/// the viewers still to come get them in the same write; the viewers already done get them on
+/// the next round.
+struct Window {
+    entries: std::collections::VecDeque<Entry>,
+    chunk_size: u32,
+}
+
+impl Window {
+    fn push(&mut self, seq: u64, frames: Arc<[Arc<HubFrame>]>) {
+        self.entries.push_back(Entry {
+            seq,
+            frames,
+            rtmp: None,
+            flv: [None, None, None],
+        });
+    }
+
+    fn last_seq(&self) -> Option<u64> {
+        self.entries.back().map(|e| e.seq)
+    }
+
+    /// Index of the first entry after `pos`, or `None` if entries right after it are no longer
+    /// held. Numbers skipped by publish changes never reach a window: a group hands every viewer
+    /// back at those.
+    fn after(&self, pos: u64) -> Option<usize> {
+        match self.entries.front() {
+            Some(first) if first.seq > pos.saturating_add(1) => None,
+            _ => Some(self.entries.partition_point(|e| e.seq <= pos)),
+        }
+    }
+
+    /// The bytes of the entries from index `from` on, in `framing`.
+    fn framed(
+        &mut self,
+        from: usize,
+        framing: Framing,
+    ) -> impl Iterator<Item = &Bytes> + Clone + '_ {
+        let chunk_size = self.chunk_size;
+        for e in self.entries.range_mut(from..) {
+            e.frame(framing, chunk_size);
+        }
+        self.entries
+            .range(from..)
+            .flat_map(move |e| e.framed(framing).iter())
+    }
+
+    /// Forgets the entries every viewer has had (up to `pos`).
+    fn trim(&mut self, pos: u64) {
+        while self.entries.front().is_some_and(|e| e.seq <= pos) {
+            self.entries.pop_front();
+        }
     }
 }
 
@@ -381,9 +462,67 @@ impl Fanout {
     }
 }
 
-/// One group's task: every ring entry goes to each of its viewers, until it has none.
+/// Viewers a group writes between two looks for new ring entries.
+const PULL_EVERY: usize = 16;
+/// Viewers a group writes before it lets other tasks of its worker run.
+const YIELD_EVERY: usize = 128;
+
+/// What a ring entry asks of a group.
+enum Taken {
+    Media(u64, Arc<[Arc<HubFrame>]>),
+    /// Every viewer goes back to its task (a publish change, or the group fell behind the ring).
+    HandBack(HandBack),
+}
+
+fn take(item: Result<Item, RecvError>) -> Taken {
+    match item {
+        Ok(Item {
+            seq,
+            body: Body::One(Packet::Frame(f)),
+        }) => Taken::Media(seq, Arc::from([f])),
+        Ok(Item {
+            seq,
+            body: Body::Batch(frames),
+        }) => Taken::Media(seq, frames),
+        Ok(Item {
+            body: Body::One(Packet::Publish),
+            ..
+        }) => Taken::HandBack(HandBack::Publish),
+        Ok(Item {
+            body: Body::One(Packet::Unpublish),
+            ..
+        })
+        | Err(RecvError::Closed) => Taken::HandBack(HandBack::Unpublish),
+        Err(RecvError::Lagged(_)) => Taken::HandBack(HandBack::Lagged),
+    }
+}
+
+/// Moves what has arrived in the ring into `window`, up to the next publish change (kept in
+/// `held` until every viewer has had what came before it).
+fn pull(rx: &mut broadcast::Receiver<Item>, window: &mut Window, held: &mut Option<HandBack>) {
+    while held.is_none() {
+        let item = match rx.try_recv() {
+            Ok(item) => Ok(item),
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+        };
+        match take(item) {
+            Taken::Media(seq, frames) => window.push(seq, frames),
+            Taken::HandBack(reason) => *held = Some(reason),
+        }
+    }
+}
+
+/// One group's task: every ring entry goes to each of its viewers, until it has none. A viewer
+/// gets everything that has arrived by the time its turn comes, in one write.
 async fn run_group(group: Arc<Group>, mut rx: broadcast::Receiver<Item>, chunk_size: u32) {
     let mut viewers: Vec<Arc<DirectViewer>> = Vec::new();
+    let mut window = Window {
+        entries: Default::default(),
+        chunk_size,
+    };
+    let mut held: Option<HandBack> = None;
     loop {
         {
             let mut q = group.queue();
@@ -393,39 +532,48 @@ async fn run_group(group: Arc<Group>, mut rx: broadcast::Receiver<Item>, chunk_s
                 return;
             }
         }
-        let item = rx.recv().await;
-        viewers.append(&mut group.queue().joined);
-        let (seq, frames): (u64, Arc<[Arc<HubFrame>]>) = match item {
-            Ok(Item {
-                seq,
-                body: Body::One(Packet::Frame(f)),
-            }) => (seq, Arc::from([f])),
-            Ok(Item {
-                seq,
-                body: Body::Batch(frames),
-            }) => (seq, frames),
-            Ok(Item {
-                body: Body::One(Packet::Publish),
-                ..
-            }) => {
-                hand_back_all(&mut viewers, HandBack::Publish);
+        if window.entries.is_empty() {
+            if let Some(reason) = held.take() {
+                hand_back_all(&mut viewers, reason);
                 continue;
             }
-            Ok(Item {
-                body: Body::One(Packet::Unpublish),
-                ..
-            })
-            | Err(RecvError::Closed) => {
-                hand_back_all(&mut viewers, HandBack::Unpublish);
-                continue;
+            let item = rx.recv().await;
+            viewers.append(&mut group.queue().joined);
+            match take(item) {
+                Taken::Media(seq, frames) => window.push(seq, frames),
+                Taken::HandBack(reason) => {
+                    hand_back_all(&mut viewers, reason);
+                    continue;
+                }
             }
-            Err(RecvError::Lagged(_)) => {
-                hand_back_all(&mut viewers, HandBack::Lagged);
-                continue;
+        } else {
+            // Another round for the viewers an entry arrived after: let other tasks run first.
+            tokio::task::yield_now().await;
+            viewers.append(&mut group.queue().joined);
+        }
+        let mut oldest = u64::MAX;
+        let mut i = 0;
+        while i < viewers.len() {
+            if i % PULL_EVERY == 0 {
+                if i > 0 && i % YIELD_EVERY == 0 {
+                    // A round over thousands of sockets takes milliseconds: let the publisher's
+                    // task (on this worker's queue) bring in the next frame meanwhile, for the
+                    // viewers still to come.
+                    tokio::task::yield_now().await;
+                }
+                pull(&mut rx, &mut window, &mut held);
             }
-        };
-        let mut parts = Parts::new(&frames, chunk_size);
-        viewers.retain(|v| v.deliver(seq, &mut parts));
+            match viewers[i].deliver(&mut window) {
+                Some(pos) => {
+                    oldest = oldest.min(pos);
+                    i += 1;
+                }
+                None => {
+                    viewers.swap_remove(i);
+                }
+            }
+        }
+        window.trim(oldest);
     }
 }
 
@@ -468,6 +616,45 @@ mod tests {
         let mut body = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
         body.resize(size, ts as u8);
         Frame::from_flv_body(FrameKind::Video, ts, Bytes::from(body)).unwrap()
+    }
+
+    fn window_of(seqs: &[u64]) -> Window {
+        let mut w = Window {
+            entries: Default::default(),
+            chunk_size: 4096,
+        };
+        for &seq in seqs {
+            let f = Arc::new(HubFrame::new(video(seq as u32, false, 20), 4096));
+            w.push(seq, Arc::from([f]));
+        }
+        w
+    }
+
+    #[test]
+    fn a_window_gives_each_viewer_what_it_has_not_had_and_spots_a_gap() {
+        let mut w = window_of(&[5, 6, 7]);
+        assert_eq!(w.after(4), Some(0));
+        assert_eq!(w.after(5), Some(1));
+        assert_eq!(w.after(7), Some(3), "caught up: nothing to write");
+        assert_eq!(w.after(9), Some(3));
+        assert_eq!(w.after(3), None, "entry 4 is not held any more");
+        // Each entry is its own HTTP chunk, so a viewer's run of entries is one valid body part.
+        let bytes: Vec<u8> = w
+            .framed(1, Framing::HttpChunked)
+            .flat_map(|b| b.iter().copied())
+            .collect();
+        let tag = 11 + 20 + 4;
+        let one = format!("{tag:x}\r\n");
+        assert!(bytes.starts_with(one.as_bytes()));
+        assert_eq!(bytes.len(), 2 * (one.len() + tag + 2));
+        assert_eq!(&bytes[one.len() + tag..one.len() + tag + 2], b"\r\n");
+        assert_eq!(w.framed(2, Framing::Rtmp).count(), 1);
+        w.trim(6);
+        assert_eq!(w.entries.front().map(|e| e.seq), Some(7));
+        assert_eq!(w.after(5), None);
+        w.trim(7);
+        assert!(w.entries.is_empty());
+        assert_eq!(w.after(1), Some(0));
     }
 
     /// A connected pair: the server's side as a duplicate descriptor for a group, the viewer's
