@@ -4,7 +4,8 @@
 # Node-Media-Server 4.x from the npm registry, nginx with Debian's libnginx-mod-rtmp, and the
 # rill-bench floor (frame and batch100) that gives the "x floor" figure. The same rill-bench
 # scenarios run against each server, every run on a freshly started server, and a markdown
-# table (plus a small one on pacing) comes out on stdout (saved with every raw JSON report under target/bench/results/).
+# table (plus a small one on pacing) comes out on stdout (saved with every raw JSON report under
+# target/bench/results/).
 #
 #   bench/compare.sh [--quick] [--only LIST] [--duration SECONDS] [--paced-from N] [--no-install]
 #
@@ -14,9 +15,9 @@
 #                   nms2, nms4, nginx, floor (both floor modes)
 #   --duration S    measurement window of each fan-out run (default 12, quick 8)
 #   --paced-from N  fan-out runs with N viewers or more are paced (default 1001: only the 2000
-#                   row of a full run): all but 100 precise viewers read every 50 ms instead of as data
-#                   arrives (--read-interval-ms 50 --precise-viewers 100), so that rill-bench's own
-#                   CPU does not compete with the server's on the same cores; only the precise
+#                   row of a full run): all but 100 precise viewers read every 50 ms instead of
+#                   as data arrives (--read-interval-ms 50 --precise-viewers 100), so that
+#                   rill-bench's own CPU does not compete with the server's on the same cores; only the precise
 #                   viewers give latency figures. Runs below N: every viewer reads as data arrives,
 #                   as players do (pacing moves some servers' CPU figures: see scenario 4)
 #   --no-install    use what is installed; a peer that is missing is reported as n/a
@@ -1012,7 +1013,8 @@ detail_head = ["server", "scenario", "N", "connected", "dropped", "Mbit/s per vi
                "first frame p50 / p95 ms", "tool CPU %", "kept up"]
 def scenario_label(r):
     sc = r["scenario"]
-    return sc + " (paced)" if sc in ("rtmp", "http-flv", "ws-flv") and is_paced(r) else sc
+    main_sc = sc in ("rtmp", "http-flv", "ws-flv") and r["status"] != "n/a"
+    return sc + " (paced)" if main_sc and is_paced(r) else sc
 
 detail = []
 for r in runs:
