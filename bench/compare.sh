@@ -17,9 +17,10 @@
 #   --paced-from N  fan-out runs with N viewers or more are paced (default 1001: only the 2000
 #                   row of a full run): all but 100 precise viewers read every 50 ms instead of
 #                   as data arrives (--read-interval-ms 50 --precise-viewers 100), so that
-#                   rill-bench's own CPU does not compete with the server's on the same cores; only the precise
-#                   viewers give latency figures. Runs below N: every viewer reads as data arrives,
-#                   as players do (pacing moves some servers' CPU figures: see scenario 4)
+#                   rill-bench's own CPU does not compete with the server's on the same cores;
+#                   only the precise viewers give latency figures. Runs below N: every viewer
+#                   reads as data arrives, as players do (pacing moves some servers' CPU figures:
+#                   see scenario 4)
 #   --no-install    use what is installed; a peer that is missing is reported as n/a
 #   --table DIR     only print the table again from an earlier run's results directory
 #
