@@ -93,6 +93,24 @@ impl Frame {
         Ok(frame)
     }
 
+    /// Configuration a decoder keeps that is not a sequence header: Enhanced RTMP video metadata
+    /// (`colorInfo`: HDR colour volume) and the audio multichannel layout. Encoders send it once,
+    /// so a viewer that joins later must be given the last one with the sequence headers.
+    pub fn is_stream_setting(&self) -> bool {
+        let Some(&first) = self.payload.first() else {
+            return false;
+        };
+        match self.kind {
+            // Enhanced video header: the top bit set, the packet type in the low nibble.
+            FrameKind::Video if first & 0x80 != 0 => flv::parse_video_header(&self.payload)
+                .is_ok_and(|h| h.packet == VideoPacket::Metadata),
+            // Enhanced audio header: sound format 9.
+            FrameKind::Audio if first >> 4 == 9 => flv::parse_audio_header(&self.payload)
+                .is_ok_and(|h| h.packet == AudioPacket::MultichannelConfig),
+            _ => false,
+        }
+    }
+
     /// A video frame a viewer can start decoding at: the point where the GOP cache starts.
     pub fn is_video_keyframe(&self) -> bool {
         self.kind == FrameKind::Video && self.keyframe && !self.sequence_header

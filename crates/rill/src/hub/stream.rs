@@ -78,6 +78,9 @@ pub(super) struct StreamInner {
     metadata: Option<Arc<HubFrame>>,
     video_seq: Option<Arc<HubFrame>>,
     audio_seq: Option<Arc<HubFrame>>,
+    /// The last video metadata (colorInfo) and audio multichannel layout: sent once by encoders.
+    video_setting: Option<Arc<HubFrame>>,
+    audio_setting: Option<Arc<HubFrame>>,
     gop: GopCache,
     tracks: Tracks,
     /// Added to incoming timestamps so that a republish continues where the last one ended.
@@ -107,6 +110,20 @@ impl StreamInner {
 }
 
 impl StreamInner {
+    /// What a viewer needs before any picture: metadata, sequence headers and stream settings.
+    fn config_frames(&self) -> impl Iterator<Item = Packet> + '_ {
+        [
+            &self.metadata,
+            &self.video_seq,
+            &self.audio_seq,
+            &self.video_setting,
+            &self.audio_setting,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|f| Packet::Frame(f.clone()))
+    }
+
     /// Codecs whose configuration carries no picture size (VP9, some AV1) take it from metadata.
     fn fill_video_size(&mut self) {
         if let (Some(v), Some((w, h))) = (self.facts.video.as_mut(), self.meta_size) {
@@ -170,6 +187,8 @@ impl Stream {
                 metadata: None,
                 video_seq: None,
                 audio_seq: None,
+                video_setting: None,
+                audio_setting: None,
                 gop: GopCache::new(limits.gop_max_bytes, limits.gop_max_frames),
                 tracks: Tracks::default(),
                 ts_offset: 0,
@@ -242,6 +261,8 @@ impl Stream {
         inner.metadata = None;
         inner.video_seq = None;
         inner.audio_seq = None;
+        inner.video_setting = None;
+        inner.audio_setting = None;
         inner.gop.clear();
         inner.tracks = Tracks::default();
         inner.meta_size = None;
@@ -368,6 +389,8 @@ impl Stream {
                 inner.video_seq = Some(hf.clone());
             }
             FrameKind::Audio if f.sequence_header => inner.audio_seq = Some(hf.clone()),
+            FrameKind::Video if f.is_stream_setting() => inner.video_setting = Some(hf.clone()),
+            FrameKind::Audio if f.is_stream_setting() => inner.audio_setting = Some(hf.clone()),
             _ => {
                 if self.limits.gop_cache {
                     let has_video = inner.tracks.video;
@@ -453,12 +476,7 @@ impl Stream {
         let rx = self.tx.subscribe();
         let mut backlog = VecDeque::new();
         if inner.publisher.is_some() {
-            for f in [&inner.metadata, &inner.video_seq, &inner.audio_seq]
-                .into_iter()
-                .flatten()
-            {
-                backlog.push_back(Packet::Frame(f.clone()));
-            }
+            backlog.extend(inner.config_frames());
             backlog.extend(inner.gop.frames().map(|f| Packet::Frame(f.clone())));
         }
         (backlog, rx)
@@ -497,12 +515,7 @@ impl Stream {
         let inner = self.lock();
         let mut backlog = VecDeque::new();
         if config && inner.publisher.is_some() {
-            for f in [&inner.metadata, &inner.video_seq, &inner.audio_seq]
-                .into_iter()
-                .flatten()
-            {
-                backlog.push_back(Packet::Frame(f.clone()));
-            }
+            backlog.extend(inner.config_frames());
         }
         (backlog, self.tx.subscribe())
     }

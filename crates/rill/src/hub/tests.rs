@@ -281,3 +281,35 @@ async fn a_joiner_gets_held_back_frames_once_and_unpublish_flushes() {
     let b = batch(&mut sub, 64).await;
     assert!(matches!(b[..], [Packet::Frame(_), Packet::Unpublish]));
 }
+
+#[tokio::test]
+async fn a_late_viewer_gets_color_info_and_the_channel_layout_sent_once_at_the_start() {
+    let hub = hub(64, Duration::from_secs(5));
+    let publisher = hub
+        .publish("live", "a", 1, CancellationToken::new())
+        .unwrap();
+    let av1_seq = b"\x90av01\x81\x08\x0c\x00";
+    let color_info = b"\x94av01\x02\x00\x09colorInfo";
+    let opus_seq = b"\x90OpusHead";
+    let layout = b"\x94Opus\x00\x02";
+    let key = b"\x91av01key";
+    let opus = b"\x91Opusframe";
+    publisher.push(video(0, av1_seq));
+    publisher.push(video(0, color_info));
+    publisher
+        .push(Frame::from_flv_body(FrameKind::Audio, 0, Bytes::from_static(opus_seq)).unwrap());
+    publisher.push(Frame::from_flv_body(FrameKind::Audio, 0, Bytes::from_static(layout)).unwrap());
+    for ts in [0, 1000] {
+        publisher.push(video(ts, key));
+        publisher
+            .push(Frame::from_flv_body(FrameKind::Audio, ts, Bytes::from_static(opus)).unwrap());
+    }
+    // Joins after a second keyframe: the first GOP (where the settings were) is gone.
+    let mut sub = hub.subscribe("live", "a");
+    let mut got = Vec::new();
+    while let Ok(Some(Packet::Frame(f))) = sub.try_recv() {
+        got.push(f.frame.payload.clone());
+    }
+    let want: Vec<&[u8]> = vec![av1_seq, opus_seq, color_info, layout, key, opus];
+    assert_eq!(got, want);
+}
