@@ -13,9 +13,10 @@
 //! first GOP several times): Rill's own `RtmpPlayer` and a plain HTTP-FLV GET must each get the
 //! video sequence header, then `colorInfo`, then the first picture, a keyframe; and the audio
 //! sequence header, then the channel layout, then the first audio frame; with the encoder's exact
-//! bytes. ffmpeg sent those two tags at 0 ms and the late joiner's pictures start at 1.5 s or
-//! later, so without the hub keeping them with the sequence headers the late joiner would have
-//! neither.
+//! bytes. ffmpeg sent those two tags once, at 0 ms, and the late joiner's pictures start a second
+//! or more later, so without the hub keeping them with the sequence headers the late joiner would
+//! have neither (before that feature they went to the GOP cache, which dropped them as they came
+//! before any keyframe).
 //!
 //! A missing modern ffmpeg skips the tests, except under CI=true where it fails them.
 
