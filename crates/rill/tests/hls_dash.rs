@@ -815,9 +815,10 @@ async fn ts_hls() {
         "{newest} does not start with a TS sync byte"
     );
     assert_eq!(seg.body.len() % 188, 0, "{newest}: not whole TS packets");
-    assert_eq!(
-        std::fs::read(disk.join(&newest)).unwrap_or_default(),
-        seg.body,
+    let seg_path = disk.join(&newest);
+    let mirrored = eventually(|| std::fs::read(&seg_path).is_ok_and(|b| b == seg.body)).await;
+    assert!(
+        mirrored,
         "disk mirror of {newest} differs from what HTTP serves"
     );
     let on_disk = std::fs::read_to_string(disk.join("index.m3u8")).unwrap_or_default();
@@ -851,8 +852,9 @@ async fn ts_hls() {
         r.status, 404,
         "{gone} (msn {gone_msn}) is still served beyond the window"
     );
+    let gone_path = disk.join(&gone);
     assert!(
-        !disk.join(&gone).exists(),
+        eventually(|| !gone_path.exists()).await,
         "{gone} still on disk beyond the window"
     );
     let kept_msn = later.media_sequence - 1;
@@ -888,6 +890,7 @@ async fn ts_hls() {
     );
 
     assert_cleaned_up(&server, STREAM, &all).await;
+    eventually(|| !disk.exists()).await;
     let left: Vec<_> = std::fs::read_dir(&disk)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
@@ -1574,4 +1577,16 @@ async fn fmp4_audio_fragments_abut() {
             .expect("server shutdown timed out");
     })
     .await;
+}
+
+/// The disk mirror is written by a thread of its own, a moment after HTTP serves the same file:
+/// waits up to 2 s for `done`.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
 }

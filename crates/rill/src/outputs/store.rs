@@ -2,10 +2,16 @@
 //! with no disk I/O), optionally mirrored to `mediaroot/app/stream/`, plus the current playlist and
 //! MPD. Every change bumps a version that blocked requests (LL-HLS blocking reload, preload hints)
 //! wait on.
+//!
+//! The disk mirror is written by one thread of its own, in order, from a bounded queue: a slow or
+//! stalled disk never holds up a segmenter (a runtime worker); when the queue is full, mirror
+//! writes are dropped with a warning while memory keeps serving.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -91,7 +97,7 @@ impl MediaStore {
     pub fn put(&self, files: Vec<(String, Bytes)>) {
         if let Some(dir) = &self.disk {
             for (name, data) in &files {
-                write_file(dir, name, data);
+                disk(DiskOp::Write(dir.clone(), name.clone(), data.clone()));
             }
         }
         let mut g = self.lock();
@@ -106,9 +112,7 @@ impl MediaStore {
         }
         drop(g);
         if let Some(dir) = &self.disk {
-            for n in names {
-                let _ = std::fs::remove_file(dir.join(n));
-            }
+            disk(DiskOp::Remove(dir.clone(), names.to_vec()));
         }
     }
 
@@ -116,10 +120,12 @@ impl MediaStore {
     pub fn publish(&self, playlist: Option<String>, progress: HlsProgress, mpd: Option<String>) {
         if let Some(dir) = &self.disk {
             if let Some(p) = &playlist {
-                write_file(dir, "index.m3u8", p.as_bytes());
+                let text = Bytes::copy_from_slice(p.as_bytes());
+                disk(DiskOp::Write(dir.clone(), "index.m3u8".into(), text));
             }
             if let Some(m) = &mpd {
-                write_file(dir, "index.mpd", m.as_bytes());
+                let text = Bytes::copy_from_slice(m.as_bytes());
+                disk(DiskOp::Write(dir.clone(), "index.mpd".into(), text));
             }
         }
         let mut g = self.lock();
@@ -145,9 +151,9 @@ impl MediaStore {
         let names: Vec<String> = self.lock().files.keys().cloned().collect();
         self.remove(&names);
         if let Some(dir) = &self.disk {
-            let _ = std::fs::remove_file(dir.join("index.m3u8"));
-            let _ = std::fs::remove_file(dir.join("index.mpd"));
-            let _ = std::fs::remove_dir(dir);
+            let names = vec!["index.m3u8".to_string(), "index.mpd".to_string()];
+            disk(DiskOp::Remove(dir.clone(), names));
+            disk(DiskOp::RemoveDir(dir.clone()));
         }
         let mut g = self.lock();
         g.playlist = None;
@@ -155,9 +161,102 @@ impl MediaStore {
     }
 }
 
+/// Mirror operations waiting for the disk thread; beyond this, new ones are dropped.
+const DISK_QUEUE: usize = 1024;
+/// Bytes waiting for the disk thread; beyond this, new writes are dropped.
+const DISK_QUEUE_BYTES: usize = 64 << 20;
+/// Bytes queued for the disk thread now.
+static DISK_QUEUED: AtomicUsize = AtomicUsize::new(0);
+
+/// One thing for the disk thread to do.
+enum DiskOp {
+    Write(PathBuf, String, Bytes),
+    Remove(PathBuf, Vec<String>),
+    RemoveDir(PathBuf),
+    /// Answers once everything queued before it is done.
+    #[cfg(test)]
+    Sync(mpsc::Sender<()>),
+}
+
+/// Queues `op` for the disk thread (started on first use, shared by every stream, so that the
+/// operations of one stream stay in order).
+fn disk(op: DiskOp) {
+    static QUEUE: OnceLock<Option<SyncSender<DiskOp>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::sync_channel::<DiskOp>(DISK_QUEUE);
+        let started = std::thread::Builder::new()
+            .name("rill-disk".into())
+            .spawn(move || {
+                for op in rx {
+                    run(op);
+                }
+            });
+        match started {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the disk mirror thread: no disk copies");
+                None
+            }
+        }
+    });
+    let Some(tx) = queue else { return };
+    let size = match &op {
+        DiskOp::Write(_, _, data) => data.len(),
+        _ => 0,
+    };
+    if DISK_QUEUED.fetch_add(size, Ordering::Relaxed) + size > DISK_QUEUE_BYTES && size > 0 {
+        DISK_QUEUED.fetch_sub(size, Ordering::Relaxed);
+        tracing::warn!("disk mirror behind (disk too slow): a file was not mirrored");
+        return;
+    }
+    match tx.try_send(op) {
+        Ok(()) => {}
+        #[cfg(test)]
+        Err(TrySendError::Full(DiskOp::Sync(done))) => {
+            let _ = done.send(());
+        }
+        Err(TrySendError::Full(_)) => {
+            DISK_QUEUED.fetch_sub(size, Ordering::Relaxed);
+            tracing::warn!("disk mirror behind (disk too slow): a file was not mirrored");
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            DISK_QUEUED.fetch_sub(size, Ordering::Relaxed);
+        }
+    }
+}
+
+fn run(op: DiskOp) {
+    match op {
+        DiskOp::Write(dir, name, data) => {
+            write_file(&dir, &name, &data);
+            DISK_QUEUED.fetch_sub(data.len(), Ordering::Relaxed);
+        }
+        DiskOp::Remove(dir, names) => {
+            for n in names {
+                let _ = std::fs::remove_file(dir.join(n));
+            }
+        }
+        DiskOp::RemoveDir(dir) => {
+            let _ = std::fs::remove_dir(dir);
+        }
+        #[cfg(test)]
+        DiskOp::Sync(done) => {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Waits (blocking) until the disk mirror has done what was queued so far.
+#[cfg(test)]
+fn sync_disk() {
+    let (tx, rx) = mpsc::channel();
+    disk(DiskOp::Sync(tx));
+    let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
+}
+
 /// Writes through a temporary name and renames, so a reader never sees half a file. A failure
 /// is logged and leaves memory serving unaffected.
-fn write_file(dir: &std::path::Path, name: &str, data: &[u8]) {
+fn write_file(dir: &Path, name: &str, data: &[u8]) {
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(&tmp, data))
@@ -202,6 +301,7 @@ mod tests {
             None,
         );
         assert!(rx.has_changed().unwrap());
+        sync_disk();
         assert_eq!(std::fs::read(sub.join("seg-1.ts")).unwrap(), b"abc");
         assert_eq!(
             std::fs::read_to_string(sub.join("index.m3u8")).unwrap(),
@@ -209,10 +309,26 @@ mod tests {
         );
         assert_eq!(store.get("seg-1.ts").unwrap(), Bytes::from_static(b"abc"));
         store.remove(&["seg-1.ts".into()]);
+        sync_disk();
         assert!(!sub.join("seg-1.ts").exists());
         assert!(store.get("seg-1.ts").is_none());
         store.clear();
+        sync_disk();
         assert!(!sub.exists());
         assert!(store.playlist().is_none());
+    }
+
+    #[test]
+    fn the_disk_mirror_queue_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::new(Some(dir.path().to_path_buf()));
+        // More than the queue may hold at once: not mirrored (memory still serves it).
+        let big = Bytes::from(vec![0u8; DISK_QUEUE_BYTES + 1]);
+        store.put(vec![("big.ts".into(), big.clone())]);
+        store.put(vec![("small.ts".into(), Bytes::from_static(b"ok"))]);
+        sync_disk();
+        assert!(!dir.path().join("big.ts").exists());
+        assert_eq!(std::fs::read(dir.path().join("small.ts")).unwrap(), b"ok");
+        assert_eq!(store.get("big.ts").unwrap().len(), big.len());
     }
 }
