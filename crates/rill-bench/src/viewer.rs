@@ -16,6 +16,7 @@ use rill_rtmp::session::client::{ClientEvent, ClientSession, ClientSessionConfig
 use rill_rtmp::session::MediaKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::http::{self, ChunkedDecoder, FlvScanner, TagInfo};
@@ -312,9 +313,14 @@ impl FlvBody {
 async fn ws_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
     let sock = connect(target).await?;
     let url = format!("ws://{}{}", target.authority, target.path);
+    // tungstenite zero-fills its whole read buffer before every read: at the default 128 KiB and
+    // 30 reads per viewer per second that is gigabytes per second of memset for a thousand
+    // viewers, which evicted the server's caches on the shared cores and made WS-FLV look dearer
+    // for the server than HTTP-FLV. An HTTP-FLV viewer's buffer size does here too.
+    let config = WebSocketConfig::default().read_buffer_size(HTTP_READ_BUF);
     let (mut ws, _) = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        tokio_tungstenite::client_async(url.as_str(), sock),
+        tokio_tungstenite::client_async_with_config(url.as_str(), sock, Some(config)),
     )
     .await
     .map_err(|_| "WebSocket handshake timed out".to_string())?
