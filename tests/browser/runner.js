@@ -1,8 +1,9 @@
 // Shared by play.js, play-hls.js and play-file.js (CommonJS): argument parsing, the loopback page
 // server, Debian's Chromium through playwright-core, and one playback case from page load to the
 // result line. A case must reach `playing`, advance currentTime by more than --seconds, decode the
-// expected size, show a picture with contrast (luma std > 10) that changes over 0.5 s, decode more
-// frames, and report no player, media or page error.
+// expected size, show a picture with contrast (luma std > 10) that changes over 0.5 s (or, while the
+// player rebuffers with currentTime standing still, within 2.5 s), decode more frames, and report no
+// player, media or page error.
 //
 // Results are JSON lines on stdout; diagnostics go to stderr. Exit 0 when every case passed, 1 when
 // one failed, 2 on a usage or setup error.
@@ -16,6 +17,8 @@ const { execSync } = require('child_process');
 const EXPECT_WIDTH = 1280;
 const EXPECT_HEIGHT = 720;
 const MIN_LUMA_STD = 10;
+// Windows of 0.5 s the picture gets to change in (see playCase).
+const MOVE_WINDOWS = 5;
 const CONTENT_TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
 
 const round = (x, d) => (typeof x === 'number' && isFinite(x) ? Number(x.toFixed(d)) : x);
@@ -161,9 +164,25 @@ async function playCase(browser, pageBase, opts, c) {
         frames: q.totalVideoFrames, dropped: q.droppedVideoFrames, stats: window.__frameStats(),
       };
     });
+    // A live player may rebuffer for a moment (hls.js on a stream that has just started joins at its
+    // first segment, about a second behind live, and on a busy machine the next one can come late).
+    // While it does, currentTime stands still with the picture: such a window is counted in
+    // `stall_windows` and the picture gets another, up to MOVE_WINDOWS. A picture that stands still
+    // while currentTime goes on is frozen video (e.g. MSE taking an audio gap for a discontinuity)
+    // and fails at once.
     const s1 = await sample();
-    await page.waitForTimeout(500);
-    const s2 = await sample();
+    let s2 = s1;
+    let frozen = false;
+    result.stall_windows = 0;
+    for (let w = 0; w < MOVE_WINDOWS; w++) {
+      const before = s2;
+      await page.waitForTimeout(500);
+      s2 = await sample();
+      if (s2.stats.hash !== before.stats.hash) break;
+      if (s2.ct - before.ct > 0.25) { frozen = true; break; }
+      result.stall_windows++;
+      if (c.stillAtEndOk && s2.ct >= s2.duration) break;
+    }
 
     result.advance_s = round(s2.ct - start.ct, 2);
     result.width = s2.w;
@@ -173,14 +192,17 @@ async function playCase(browser, pageBase, opts, c) {
     result.luma_mean = round(s2.stats.mean, 1);
     result.luma_std = round(s2.stats.std, 1);
     result.color_bins = s2.stats.bins;
-    result.moving = s1.stats.hash !== s2.stats.hash;
+    result.moving = !frozen && result.stall_windows < MOVE_WINDOWS;
 
     if (s2.w !== expectWidth || s2.h !== expectHeight) {
       fail(`decoded size ${s2.w}x${s2.h}, expected ${expectWidth}x${expectHeight}`);
     }
     if (c.checkSample) c.checkSample(s2, result, fail);
     if (!(s2.stats.std > MIN_LUMA_STD)) fail(`picture has luma std ${result.luma_std} (blank or black frame?)`);
-    if (!result.moving && !(c.stillAtEndOk && s2.ct >= s2.duration)) fail('the picture did not change over 0.5 s');
+    if (!result.moving && !(c.stillAtEndOk && s2.ct >= s2.duration)) {
+      fail(frozen ? 'the picture stood still over 0.5 s while currentTime advanced (frozen video)'
+        : `the picture did not change over ${MOVE_WINDOWS * 0.5} s`);
+    }
     if (!(s2.frames > start.frames)) fail(`decoded frames did not increase (${start.frames} -> ${s2.frames})`);
 
     if (opts.shots) {

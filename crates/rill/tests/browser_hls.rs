@@ -121,12 +121,12 @@ async fn chromium_plays_hls_and_dash_and_measures_latency() {
         .expect("browser test did not finish in time");
 }
 
-/// hls.js plays fMP4 through one SourceBuffer holding both tracks. Chromium then freezes the
-/// video for seconds at a time (audio and currentTime go on) because every fragment's last AAC
-/// frame is cut short at the video keyframe (see `fmp4_audio_fragments_abut` in hls_dash.rs):
-/// MSE takes the jump to the next audio frame for a discontinuity. Replaying captured segments
-/// with only those durations corrected plays smoothly. DASH (one SourceBuffer per track) and TS
-/// HLS (hls.js remuxes) are not affected.
+/// hls.js plays fMP4 through one SourceBuffer holding both tracks. There, a fragment whose last
+/// AAC frame is cut short at the video keyframe makes Chromium freeze the video for seconds (audio
+/// and currentTime go on): MSE takes the jump to the next audio frame for a discontinuity. This
+/// case guards the segmenter's abutting runs (`fmp4_audio_fragments_abut` in hls_dash.rs): the
+/// runner fails a picture that stands still while currentTime advances. DASH (one SourceBuffer per
+/// track) and TS HLS (hls.js remuxes) are not exposed to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_ll_hls_and_fmp4_hls_and_measures_latency() {
     if !prerequisites_present() {
@@ -261,12 +261,14 @@ async fn run(cases: &[Case]) {
         );
         eprintln!(
             "{name:6} ({}): ffmpeg start -> manifest {to_manifest:.2} s, -> playing {glass_to_playing:.2} s; \
-             live latency {live:.2} s (edge {}, target {}); dropped {}/{} frames; warnings {}",
+             live latency {live:.2} s (edge {}, target {}); dropped {}/{} frames; rebuffering in {} \
+             0.5 s windows of the picture check; warnings {}",
             result["player"].as_str().unwrap_or("?"),
             result["edge_latency_s"],
             result["target_latency_s"],
             result["frames_dropped"],
             result["frames_decoded"],
+            result["stall_windows"],
             result["warnings"],
         );
         figures.insert(
@@ -281,6 +283,7 @@ async fn run(cases: &[Case]) {
                 "player_target_latency_s": result["target_latency_s"],
                 "frames_decoded": result["frames_decoded"],
                 "frames_dropped": result["frames_dropped"],
+                "stall_windows": result["stall_windows"],
                 "screenshot": result["screenshot"],
             }),
         );
