@@ -368,7 +368,8 @@ async fn stats_kicks_and_metrics() {
         assert_eq!(subs.len(), 2, "{cam:#}");
         let mut protocols: Vec<&str> = subs.iter().map(|s| s["protocol"].as_str().unwrap()).collect();
         protocols.sort();
-        assert_eq!(protocols, ["http-flv", "rtmp"]);
+        // Node-Media-Server's names (`/api/sessions` says `http-flv`).
+        assert_eq!(protocols, ["http", "rtmp"]);
         for s in subs {
             assert_eq!(s["app"], "live");
             assert_eq!(s["stream"], "cam");
@@ -406,6 +407,11 @@ async fn stats_kicks_and_metrics() {
         assert_eq!(me["stream"], "cam");
         assert_eq!(me["ip"], "127.0.0.1");
         assert!(me["bytes_in"].as_u64().unwrap() >= payload_bytes);
+        assert!(
+            list.iter()
+                .any(|s| s["protocol"] == "http-flv" && s["role"] == "player"),
+            "{list:#?}"
+        );
         assert!(list.iter().any(|s| s["role"].is_null() && s["app"] == ""));
 
         // /api/server

@@ -30,6 +30,16 @@ impl Protocol {
             Protocol::WsFlv => "ws-flv",
         }
     }
+
+    /// The name Node-Media-Server gives a subscriber's protocol in `/api/streams` (`rtmp`, `http`
+    /// or `ws`), so dashboards written for it read Rill's answer unchanged.
+    pub fn nms_name(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::HttpFlv => "http",
+            Protocol::WsFlv => "ws",
+        }
+    }
 }
 
 /// What a session does with a stream.

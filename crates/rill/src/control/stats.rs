@@ -208,7 +208,7 @@ pub struct PublisherStats {
 pub struct SubscriberStats {
     #[serde(flatten)]
     pub client: ClientStats,
-    /// `rtmp`, `http-flv` or `ws-flv`.
+    /// `rtmp`, `http` (HTTP-FLV) or `ws` (WS-FLV), as Node-Media-Server names them.
     pub protocol: &'static str,
 }
 
@@ -654,7 +654,7 @@ impl Stats {
                 });
                 SubscriberStats {
                     client: ClientStats::new(app, name, s, bytes),
-                    protocol: s.protocol.as_str(),
+                    protocol: s.protocol.nms_name(),
                 }
             })
             .collect();
