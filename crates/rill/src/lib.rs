@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod fdlimit;
 mod http;
 pub mod hub;
 mod io;

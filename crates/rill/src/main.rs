@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
+    open_files_limit(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,6 +81,27 @@ fn main() -> ExitCode {
         server.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Raises the soft open-files limit and says so, or warns when even the hard limit is too low
+/// for the configured connection limits.
+fn open_files_limit(config: &Config) {
+    match rill::fdlimit::raise_open_files_limit() {
+        Ok(limit) => {
+            if limit.before != limit.now {
+                let show = |l: Option<u64>| l.map_or("unlimited".to_owned(), |n| n.to_string());
+                tracing::info!(
+                    "open-files limit raised from {} to {}",
+                    show(limit.before),
+                    show(limit.now)
+                );
+            }
+            if let Some(warning) = rill::fdlimit::shortfall(config, limit.now) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }
 
 /// Waits for SIGINT or SIGTERM.
