@@ -4,7 +4,7 @@
 # shared machine hits all of them alike), each on a freshly started server. Prints every run's
 # figures and, per scenario, the median CPU s/GiB and p99; then the bars' ratios from the medians.
 #
-#   bench/rounds.sh [ROUNDS] [VIEWERS]      (defaults 3 and 1000; ~22 s per run, 12 runs a round)
+#   bench/rounds.sh [ROUNDS] [VIEWERS]      (defaults 3 and 1000; ~18 s per run, 13 runs a round)
 #
 # Needs what bench/compare.sh installs (run it once first): Node-Media-Server 2.7.4 under
 # target/bench/nms2 with its start script target/bench/compare/nms2.js, and nginx with Debian's
@@ -33,7 +33,7 @@ mkdir -p "$OUT"
 cargo build --release -q -p rill -p rill-bench || exit 1
 [[ -f $FLV ]] || target/release/rill-bench make-flv --out "$FLV" --seconds 20 --size 1280x720 --kbps 2500 || exit 1
 
-SCENARIOS=("floor-frame http-flv" "frame rtmp" "frame http-flv" "frame ws-flv"
+SCENARIOS=("floor-frame http-flv" "floor-batch100 http-flv" "frame rtmp" "frame http-flv" "frame ws-flv"
     "coalesced rtmp" "coalesced http-flv" "coalesced ws-flv"
     "merged rtmp" "merged http-flv" "merged ws-flv")
 [[ -f $NMS2_JS && -d $NMS2_DIR ]] && SCENARIOS=("nms2 rtmp" "${SCENARIOS[@]}")
@@ -134,6 +134,9 @@ print()
 print("frame / floor (HTTP-FLV):", ratio(("frame", "http-flv"), ("floor-frame", "http-flv")))
 print("coalesced / nginx-rtmp (RTMP):", ratio(("coalesced", "rtmp"), ("nginx", "rtmp")))
 print("merged / NMS 2.7.4 (RTMP):", ratio(("merged", "rtmp"), ("nms2", "rtmp")))
+# The physics under the merged bar: a server that does nothing but one write per viewer every 100 ms.
+print("merged / floor batch100 (HTTP-FLV):", ratio(("merged", "http-flv"), ("floor-batch100", "http-flv")))
+print("NMS 2.7.4 (RTMP) / floor batch100 (HTTP-FLV):", ratio(("nms2", "rtmp"), ("floor-batch100", "http-flv")))
 for m in ("frame", "coalesced", "merged"):
     print(f"{m}: HTTP-FLV / RTMP {ratio((m, 'http-flv'), (m, 'rtmp'))}, "
           f"WS-FLV / RTMP {ratio((m, 'ws-flv'), (m, 'rtmp'))}")
