@@ -20,6 +20,8 @@ pub struct Head {
     pub status: u16,
     pub chunked: bool,
     pub content_length: Option<u64>,
+    /// `Sec-WebSocket-Accept`, for an upgrade.
+    pub ws_accept: Option<String>,
 }
 
 /// Parses a response head at the start of `buf`: `Ok(None)` if incomplete, else the head and its
@@ -47,6 +49,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
         status,
         chunked: false,
         content_length: None,
+        ws_accept: None,
     };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -57,6 +60,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
             head.chunked = value.to_ascii_lowercase().contains("chunked");
         } else if name.eq_ignore_ascii_case("content-length") {
             head.content_length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case("sec-websocket-accept") {
+            head.ws_accept = Some(value.to_owned());
         }
     }
     Ok(Some((head, end + 4)))
@@ -616,10 +621,15 @@ mod tests {
             Head {
                 status: 200,
                 chunked: true,
-                content_length: None
+                content_length: None,
+                ws_accept: None,
             }
         );
         assert_eq!(&r[n..], b"FLV");
+        let up = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let (h, _) = parse_head(up).unwrap().unwrap();
+        assert_eq!(h.status, 101);
+        assert_eq!(h.ws_accept.as_deref(), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
         let (h, _) = parse_head(b"HTTP/1.0 404 Not Found\r\ncontent-length: 12\r\n\r\n")
             .unwrap()
             .unwrap();

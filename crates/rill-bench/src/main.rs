@@ -18,6 +18,7 @@ mod rxstamp;
 mod stats;
 mod target;
 mod viewer;
+mod wsread;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! Viewers: RTMP (`ClientSession`), HTTP-FLV (raw GET, chunked decoding, streaming FLV scan),
-//! WS-FLV (tokio-tungstenite) and HLS (playlist and segment polling; time to first segment only).
+//! WS-FLV (the same with an upgrade and frame decoding, see `wsread`) and HLS (playlist and
+//! segment polling; time to first segment only).
 //!
 //! Each viewer is one task with one reused read buffer. Per frame it does the least it can: the
 //! FLV paths read tag headers only, and every viewer does a few relaxed atomic adds and, for
@@ -11,13 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::StreamExt;
 use rill_rtmp::session::client::{ClientEvent, ClientSession, ClientSessionConfig};
 use rill_rtmp::session::MediaKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::http::{self, ChunkedDecoder, FlvScanner, TagInfo};
 use crate::rxstamp::StampedStream;
@@ -25,6 +25,7 @@ use crate::stats::{
     is_audio_config, is_video_config, now_us, Errors, Latencies, SendLogs, ViewerState, ViewerStats,
 };
 use crate::target::{Scheme, Target};
+use crate::wsread::WsDecoder;
 
 /// How a viewer plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -223,12 +224,50 @@ async fn rtmp(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
 }
 
 async fn http_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
-    let mut sock = connect(target).await?;
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rill-bench\r\nAccept: */*\r\n\r\n",
         target.path, target.authority
     );
-    sock.write_all(req.as_bytes())
+    flv_stream(target, v, start, &req, |head| {
+        if head.status != 200 {
+            return Err(format!("HTTP {}", head.status));
+        }
+        Ok(Framing::Http(head.chunked.then(ChunkedDecoder::default)))
+    })
+    .await
+}
+
+async fn ws_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
+    let key = generate_key();
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rill-bench\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        target.path, target.authority
+    );
+    let accept = derive_accept_key(key.as_bytes());
+    flv_stream(target, v, start, &req, |head| {
+        if head.status != 101 {
+            return Err(format!("WebSocket upgrade refused: HTTP {}", head.status));
+        }
+        if head.ws_accept.as_deref() != Some(accept.as_str()) {
+            return Err("WebSocket: wrong Sec-WebSocket-Accept".into());
+        }
+        Ok(Framing::WebSocket(WsDecoder::default()))
+    })
+    .await
+}
+
+/// Sends `request`, reads the response head, lets `accept` check it and choose how the body is
+/// framed, then scans FLV tags from every read, in place, until the server ends the stream.
+async fn flv_stream(
+    target: &Target,
+    v: &Viewer,
+    start: u64,
+    request: &str,
+    accept: impl FnOnce(&http::Head) -> Result<Framing, String>,
+) -> Result<(), String> {
+    let mut sock = connect(target).await?;
+    sock.write_all(request.as_bytes())
         .await
         .map_err(|e| format!("write: {e}"))?;
     let mut buf = vec![0u8; HTTP_READ_BUF];
@@ -247,11 +286,11 @@ async fn http_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String>
             break h;
         }
     };
-    if head.status != 200 {
-        return Err(format!("HTTP {}", head.status));
-    }
+    let mut body = FlvBody {
+        framing: accept(&head)?,
+        scan: FlvScanner::default(),
+    };
     v.connected();
-    let mut body = FlvBody::new(head.chunked);
     body.feed(&buf[used..filled], v, start, sock.arrival_us())?;
     loop {
         let n = sock
@@ -267,90 +306,50 @@ async fn http_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String>
     }
 }
 
-/// An FLV byte stream, chunk-encoded or not, scanned without buffering.
+/// How the FLV bytes of a response body are framed.
+enum Framing {
+    /// HTTP: as they are, or chunk-encoded.
+    Http(Option<ChunkedDecoder>),
+    /// In binary WebSocket messages.
+    WebSocket(WsDecoder),
+}
+
+/// An FLV byte stream, however framed, scanned without buffering.
 struct FlvBody {
-    chunked: Option<ChunkedDecoder>,
+    framing: Framing,
     scan: FlvScanner,
 }
 
 impl FlvBody {
-    fn new(chunked: bool) -> Self {
-        FlvBody {
-            chunked: chunked.then(ChunkedDecoder::default),
-            scan: FlvScanner::default(),
-        }
-    }
-
     fn feed(&mut self, data: &[u8], v: &Viewer, start: u64, at: u64) -> Result<(), String> {
         let on_tag = |t: TagInfo| v.tag(start, at, t);
-        match &mut self.chunked {
-            None => self
-                .scan
-                .feed(data, on_tag)
-                .map_err(|e| format!("flv: {e:?}")),
-            Some(dec) => {
-                let scan = &mut self.scan;
-                let mut err = None;
-                let done = dec
-                    .feed(data, |d| {
-                        if err.is_none() {
-                            err = scan.feed(d, on_tag).err();
-                        }
-                    })
-                    .map_err(|e| format!("chunked: {e:?}"))?;
-                if let Some(e) = err {
-                    return Err(format!("flv: {e:?}"));
-                }
-                if done {
-                    return Err("server ended the response".into());
-                }
-                Ok(())
+        let scan = &mut self.scan;
+        let mut err = None;
+        let mut flv = |d: &[u8]| {
+            if err.is_none() {
+                err = scan.feed(d, on_tag).err();
             }
+        };
+        let ended = match &mut self.framing {
+            Framing::Http(None) => {
+                flv(data);
+                false
+            }
+            Framing::Http(Some(dec)) => {
+                dec.feed(data, flv).map_err(|e| format!("chunked: {e:?}"))?
+            }
+            Framing::WebSocket(dec) => dec
+                .feed(data, flv)
+                .map_err(|e| format!("WebSocket: {e:?}"))?,
+        };
+        if let Some(e) = err {
+            return Err(format!("flv: {e:?}"));
         }
+        if ended {
+            return Err("server ended the stream".into());
+        }
+        Ok(())
     }
-}
-
-async fn ws_flv(target: &Target, v: &Viewer, start: u64) -> Result<(), String> {
-    let sock = connect(target).await?;
-    let url = format!("ws://{}{}", target.authority, target.path);
-    // tungstenite zero-fills its whole read buffer before every read: at the default 128 KiB and
-    // 30 reads per viewer per second that is gigabytes per second of memset for a thousand
-    // viewers, which evicted the server's caches on the shared cores and made WS-FLV look dearer
-    // for the server than HTTP-FLV. An HTTP-FLV viewer's buffer size does here too.
-    let config = WebSocketConfig::default().read_buffer_size(HTTP_READ_BUF);
-    let (mut ws, _) = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(url.as_str(), sock, Some(config)),
-    )
-    .await
-    .map_err(|_| "WebSocket handshake timed out".to_string())?
-    .map_err(|e| format!("WebSocket: {e}"))?;
-    v.connected();
-    let mut scan = FlvScanner::default();
-    let mut last_pause = tokio::time::Instant::now();
-    while let Some(msg) = ws.next().await {
-        // Messages already buffered by tungstenite come without a syscall; pause only once the
-        // interval has passed, so the next read drains everything that accumulated.
-        if let Some(d) = v.pace {
-            if last_pause.elapsed() >= d {
-                v.pause().await;
-                last_pause = tokio::time::Instant::now();
-            }
-        }
-        match msg.map_err(|e| format!("WebSocket: {e}"))? {
-            Message::Binary(data) => {
-                v.stats.add_bytes(data.len());
-                // The arrival of the read that completed this message (tungstenite may have
-                // read it together with later ones: then it counts as late, never early).
-                let at = ws.get_ref().arrival_us();
-                scan.feed(&data, |t| v.tag(start, at, t))
-                    .map_err(|e| format!("flv: {e:?}"))?;
-            }
-            Message::Close(_) => return Err("server closed the WebSocket".into()),
-            _ => {}
-        }
-    }
-    Err("WebSocket ended".into())
 }
 
 /// Segment URIs (and whether it is a master playlist) from an M3U8 text.

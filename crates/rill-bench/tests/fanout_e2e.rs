@@ -1,6 +1,8 @@
-//! End to end: the floor server fed by the bench's own RTMP publisher, and a 10-viewer HTTP-FLV
-//! fan-out against it for 3 s, in both floor modes, using a 3 s FLV made with ffmpeg; video and
-//! audio latency are both checked.
+//! End to end, with a 3 s FLV made with ffmpeg and the bench's own RTMP publisher:
+//! - the floor server and a 10-viewer HTTP-FLV fan-out against it for 3 s, in both floor modes,
+//!   with video and audio latency checked;
+//! - Rill (in this process) and 5 viewers over each of RTMP, HTTP-FLV and WS-FLV, which also checks
+//!   the bench's own WebSocket frame reader against a real server.
 //!
 //! Skipped (with a message) when ffmpeg is missing, except under CI=true where that is a failure.
 
@@ -66,19 +68,32 @@ fn fanout_against_floor(flv: &Path, mode: &str) -> Value {
     );
     wait_listening(http);
     wait_listening(rtmp);
+    fanout(
+        flv,
+        rtmp,
+        &[
+            "--protocol",
+            "http-flv",
+            "--play-url",
+            &format!("http://127.0.0.1:{http}/live/{{stream}}.flv"),
+            "--viewers",
+            "10",
+        ],
+        floor.0.id(),
+    )
+}
+
+/// `rill-bench fanout` publishing `flv` to `rtmp://127.0.0.1:{rtmp}/live/t` for 1 + 3 s, with
+/// `args` for the viewers; its JSON report.
+fn fanout(flv: &Path, rtmp: u16, args: &[&str], server_pid: u32) -> Value {
     let out = Command::new(BIN)
         .arg("fanout")
         .args(["--url", &format!("rtmp://127.0.0.1:{rtmp}/live/t")])
-        .args(["--protocol", "http-flv"])
-        .args([
-            "--play-url",
-            &format!("http://127.0.0.1:{http}/live/{{stream}}.flv"),
-        ])
-        .args(["--viewers", "10", "--ramp-per-sec", "100"])
-        .args(["--warmup", "1", "--duration", "3"])
+        .args(args)
+        .args(["--ramp-per-sec", "100", "--warmup", "1", "--duration", "3"])
         .arg("--file")
         .arg(flv)
-        .args(["--server-pid", &floor.0.id().to_string(), "--json"])
+        .args(["--server-pid", &server_pid.to_string(), "--json"])
         .output()
         .unwrap();
     assert!(
@@ -87,6 +102,51 @@ fn fanout_against_floor(flv: &Path, mode: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A 3 s 320x240 test FLV in `dir`, or `None` (after a message) when ffmpeg is missing outside CI.
+fn test_flv(dir: &Path) -> Option<std::path::PathBuf> {
+    if !have_ffmpeg() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ffmpeg is required under CI"
+        );
+        eprintln!("skipping: ffmpeg not found");
+        return None;
+    }
+    let flv = dir.join("t.flv");
+    let made = Command::new(BIN)
+        .arg("make-flv")
+        .arg("--out")
+        .arg(&flv)
+        .args(["--seconds", "3", "--size", "320x240", "--kbps", "300"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "make-flv: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    Some(flv)
+}
+
+/// Every viewer connected, stayed, and got the stream in real time.
+fn assert_viewers_kept_up(r: &Value, viewers: f64, ctx: &str) {
+    assert_eq!(f(r, &["viewers", "connected"]), viewers, "{ctx}");
+    assert_eq!(f(r, &["viewers", "failed"]), 0.0, "{ctx}");
+    assert_eq!(f(r, &["viewers", "dropped"]), 0.0, "{ctx}");
+    assert_eq!(f(r, &["viewers", "without_frames"]), 0.0, "{ctx}");
+    // 30 fps over 1 s of warm-up and a 3 s window.
+    assert!(f(r, &["viewers", "min_video_frames"]) >= 60.0, "{ctx}");
+    assert_eq!(f(r, &["publishers", "publishing"]), 1.0, "{ctx}");
+    assert_eq!(f(r, &["ttff_ms", "count"]), viewers, "{ctx}");
+    assert!(f(r, &["ttff_ms", "max"]) < 3000.0, "{ctx}");
+    assert_eq!(f(r, &["latency_ms", "unmatched_frames"]), 0.0, "{ctx}");
+    assert_eq!(
+        f(r, &["audio_latency_ms", "unmatched_frames"]),
+        0.0,
+        "{ctx}"
+    );
 }
 
 fn f(v: &Value, path: &[&str]) -> f64 {
@@ -100,40 +160,16 @@ fn f(v: &Value, path: &[&str]) -> f64 {
 
 #[test]
 fn floor_serves_ten_viewers_in_both_modes() {
-    if !have_ffmpeg() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ffmpeg is required under CI"
-        );
-        eprintln!("skipping: ffmpeg not found");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let flv = dir.path().join("t.flv");
-    let made = Command::new(BIN)
-        .arg("make-flv")
-        .arg("--out")
-        .arg(&flv)
-        .args(["--seconds", "3", "--size", "320x240", "--kbps", "300"])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "make-flv: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let Some(flv) = test_flv(dir.path()) else {
+        return;
+    };
 
     let mut p50 = Vec::new();
     for mode in ["frame", "batch100"] {
         let r = fanout_against_floor(&flv, mode);
         let ctx = format!("{mode}: {r:#}");
-        assert_eq!(f(&r, &["viewers", "connected"]), 10.0, "{ctx}");
-        assert_eq!(f(&r, &["viewers", "failed"]), 0.0, "{ctx}");
-        assert_eq!(f(&r, &["viewers", "dropped"]), 0.0, "{ctx}");
-        assert_eq!(f(&r, &["viewers", "without_frames"]), 0.0, "{ctx}");
-        // 30 fps over 1 s of warm-up and a 3 s window.
-        assert!(f(&r, &["viewers", "min_video_frames"]) >= 60.0, "{ctx}");
-        assert_eq!(f(&r, &["publishers", "publishing"]), 1.0, "{ctx}");
+        assert_viewers_kept_up(&r, 10.0, &ctx);
 
         // Every viewer gets about the file's bitrate.
         let kbps = f(&r, &["file_kbps"]);
@@ -144,12 +180,8 @@ fn floor_serves_ten_viewers_in_both_modes() {
         let agg = f(&r, &["aggregate_mbps"]) * 1000.0;
         assert!(agg > 10.0 * kbps * 0.6, "{ctx}");
 
-        assert_eq!(f(&r, &["ttff_ms", "count"]), 10.0, "{ctx}");
-        assert!(f(&r, &["ttff_ms", "max"]) < 3000.0, "{ctx}");
-
         // 10 viewers x ~90 frames in the window, none unexplained.
         assert!(f(&r, &["latency_ms", "samples"]) >= 600.0, "{ctx}");
-        assert_eq!(f(&r, &["latency_ms", "unmatched_frames"]), 0.0, "{ctx}");
         let (l50, l99, lmax) = (
             f(&r, &["latency_ms", "p50"]),
             f(&r, &["latency_ms", "p99"]),
@@ -168,11 +200,6 @@ fn floor_serves_ten_viewers_in_both_modes() {
 
         // AAC at 48 kHz is ~47 frames a second: 10 viewers x ~140 audio frames in the window.
         assert!(f(&r, &["audio_latency_ms", "samples"]) >= 900.0, "{ctx}");
-        assert_eq!(
-            f(&r, &["audio_latency_ms", "unmatched_frames"]),
-            0.0,
-            "{ctx}"
-        );
         let (a50, a99, amax) = (
             f(&r, &["audio_latency_ms", "p50"]),
             f(&r, &["audio_latency_ms", "p99"]),
@@ -202,6 +229,36 @@ fn floor_serves_ten_viewers_in_both_modes() {
         assert!(f(&r, &["tool", "cpu_seconds"]) >= 0.0, "{ctx}");
     }
     assert!(p50[0] < p50[1], "batching must add latency: {p50:?}");
+}
+
+#[test]
+fn rill_serves_rtmp_http_flv_and_ws_flv_viewers() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(flv) = test_flv(dir.path()) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(rill::Server::builder(rill::Config::loopback_ephemeral()).start())
+        .expect("rill starts");
+    let (rtmp, http) = (server.rtmp_addr().port(), server.http_addr().port());
+    for protocol in ["rtmp", "http-flv", "ws-flv"] {
+        let args = [
+            "--protocol",
+            protocol,
+            "--http-port",
+            &http.to_string(),
+            "--viewers",
+            "5",
+        ];
+        let r = fanout(&flv, rtmp, &args, std::process::id());
+        let ctx = format!("{protocol}: {r:#}");
+        assert_viewers_kept_up(&r, 5.0, &ctx);
+        // Coalesced delivery (the default) holds audio for at most about a frame.
+        assert!(f(&r, &["all_frames_latency_ms", "p50"]) < 100.0, "{ctx}");
+        assert!(f(&r, &["audio_latency_ms", "samples"]) >= 450.0, "{ctx}");
+    }
+    runtime.block_on(server.shutdown());
 }
 
 #[test]
