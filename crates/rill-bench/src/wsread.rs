@@ -209,6 +209,31 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_and_never_pass_more_than_they_got() {
+        // A small LCG: deterministic, no dependency.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        };
+        for _ in 0..2000 {
+            let len = usize::from(next()) * 4;
+            let mut wire: Vec<u8> = (0..len).map(|_| next()).collect();
+            // Half the inputs start with a plausible unmasked binary header.
+            if next() & 1 == 0 && wire.len() > 2 {
+                wire[0] = 0x82;
+                wire[1] &= 0x7F;
+            }
+            let step = usize::from(next() % 16) + 1;
+            if let Ok((got, _)) = decode(&wire, step) {
+                assert!(got.len() <= wire.len());
+            }
+        }
+    }
+
+    #[test]
     fn protocol_violations_are_errors() {
         let masked = [0x82, 0x81, 1, 2, 3, 4, 0x55];
         assert_eq!(decode(&masked, 1), Err(WsError::Masked));
