@@ -41,6 +41,8 @@ const FPS: f64 = 30.0;
 const GOP_SECS: f64 = 1.0;
 const SEGMENT_SECS: f64 = 1.0;
 const PLAYLIST_LENGTH: usize = 4;
+/// How long the disk mirror (a thread of its own) may lag behind what HTTP serves.
+const MIRROR_WAIT: Duration = Duration::from_secs(2);
 const EXTRA_SEGMENTS: usize = 1;
 const CLEANUP_SECS: u64 = 2;
 const PART_SECS: f64 = 0.33;
@@ -816,7 +818,11 @@ async fn ts_hls() {
     );
     assert_eq!(seg.body.len() % 188, 0, "{newest}: not whole TS packets");
     let seg_path = disk.join(&newest);
-    let mirrored = eventually(|| std::fs::read(&seg_path).is_ok_and(|b| b == seg.body)).await;
+    // The disk mirror is written by a thread of its own, a moment after HTTP serves the file.
+    let mirrored = wait_until(MIRROR_WAIT, || {
+        std::fs::read(&seg_path).is_ok_and(|b| b == seg.body)
+    })
+    .await;
     assert!(
         mirrored,
         "disk mirror of {newest} differs from what HTTP serves"
@@ -854,7 +860,7 @@ async fn ts_hls() {
     );
     let gone_path = disk.join(&gone);
     assert!(
-        eventually(|| !gone_path.exists()).await,
+        wait_until(MIRROR_WAIT, || !gone_path.exists()).await,
         "{gone} still on disk beyond the window"
     );
     let kept_msn = later.media_sequence - 1;
@@ -890,7 +896,7 @@ async fn ts_hls() {
     );
 
     assert_cleaned_up(&server, STREAM, &all).await;
-    eventually(|| !disk.exists()).await;
+    wait_until(MIRROR_WAIT, || !disk.exists()).await;
     let left: Vec<_> = std::fs::read_dir(&disk)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
@@ -1577,16 +1583,4 @@ async fn fmp4_audio_fragments_abut() {
             .expect("server shutdown timed out");
     })
     .await;
-}
-
-/// The disk mirror is written by a thread of its own, a moment after HTTP serves the same file:
-/// waits up to 2 s for `done`.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..200 {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    done()
 }

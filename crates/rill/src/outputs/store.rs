@@ -204,24 +204,25 @@ fn disk(op: DiskOp) {
         DiskOp::Write(_, _, data) => data.len(),
         _ => 0,
     };
-    if DISK_QUEUED.fetch_add(size, Ordering::Relaxed) + size > DISK_QUEUE_BYTES && size > 0 {
-        DISK_QUEUED.fetch_sub(size, Ordering::Relaxed);
-        tracing::warn!("disk mirror behind (disk too slow): a file was not mirrored");
-        return;
-    }
-    match tx.try_send(op) {
-        Ok(()) => {}
+    let over_bytes = DISK_QUEUED.fetch_add(size, Ordering::Relaxed) + size > DISK_QUEUE_BYTES;
+    let refused = if over_bytes && size > 0 {
+        Some(op)
+    } else {
+        match tx.try_send(op) {
+            Ok(()) => None,
+            Err(TrySendError::Full(op) | TrySendError::Disconnected(op)) => Some(op),
+        }
+    };
+    let Some(op) = refused else { return };
+    DISK_QUEUED.fetch_sub(size, Ordering::Relaxed);
+    match op {
+        // A full queue: the operations before this one are still to come, but a test only needs
+        // not to wait forever.
         #[cfg(test)]
-        Err(TrySendError::Full(DiskOp::Sync(done))) => {
+        DiskOp::Sync(done) => {
             let _ = done.send(());
         }
-        Err(TrySendError::Full(_)) => {
-            DISK_QUEUED.fetch_sub(size, Ordering::Relaxed);
-            tracing::warn!("disk mirror behind (disk too slow): a file was not mirrored");
-        }
-        Err(TrySendError::Disconnected(_)) => {
-            DISK_QUEUED.fetch_sub(size, Ordering::Relaxed);
-        }
+        _ => tracing::warn!("disk mirror behind (disk too slow): a file was not mirrored"),
     }
 }
 
