@@ -45,8 +45,12 @@ pub fn raise_open_files_limit() -> std::io::Result<OpenFiles> {
 /// Descriptors needed for `config`'s connection limits to be reachable: two for every RTMP and
 /// HTTP connection allowed (a grouped viewer's socket and its duplicate), plus spares.
 pub fn descriptors_needed(config: &Config) -> u64 {
-    let connections = config.rtmp.max_connections as u64 + config.http.max_connections as u64;
-    connections.saturating_mul(2).saturating_add(SPARE)
+    connections(config).saturating_mul(2).saturating_add(SPARE)
+}
+
+/// RTMP and HTTP connections `config` allows at once.
+fn connections(config: &Config) -> u64 {
+    (config.rtmp.max_connections as u64).saturating_add(config.http.max_connections as u64)
 }
 
 /// A warning for the log when `soft_limit` cannot hold `config`'s connection limits.
@@ -59,7 +63,7 @@ pub fn shortfall(config: &Config, soft_limit: Option<u64>) -> Option<String> {
              rtmp.max_connections + http.max_connections allow {}; raise the hard limit \
              (ulimit -Hn, systemd LimitNOFILE=) to at least {needed}",
             limit.saturating_sub(SPARE) / 2,
-            config.rtmp.max_connections as u64 + config.http.max_connections as u64,
+            connections(config),
         )
     })
 }
