@@ -44,6 +44,10 @@ pub struct Context {
     pub recordings: crate::outputs::recording::Recordings,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    pub relays: crate::relay::Relays,
+    /// The RTMP listener's address (what the relays' local URLs name, and what a relay must not
+    /// come back to).
+    pub rtmp_addr: SocketAddr,
 }
 
 /// Entry point of the library.
@@ -162,6 +166,8 @@ impl ServerBuilder {
             recordings: crate::outputs::recording::Recordings::default(),
             shutdown,
             tasks: TaskTracker::new(),
+            relays: crate::relay::Relays::default(),
+            rtmp_addr,
         });
         // Recordings a crash interrupted are playable fragmented MP4s: give them their names.
         let mediaroot = std::path::PathBuf::from(&ctx.config.http.mediaroot);
@@ -176,6 +182,7 @@ impl ServerBuilder {
             .spawn(crate::rtmp::serve(rtmp_listener, ctx.clone(), None));
         ctx.tasks
             .spawn(crate::http::serve(http_listener, ctx.clone()));
+        crate::relay::Relays::start(&ctx);
         let mut reloaders = Vec::new();
         if let Some((certs, listener)) = https {
             let acceptor = certs.acceptor(&[b"h2", b"http/1.1"]);

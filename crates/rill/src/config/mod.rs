@@ -6,8 +6,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+mod relay;
 mod trans;
 
+pub use relay::{RelayConfig, RelayMode, RelayTask, RtspTransport, SourceKind};
 pub use trans::{RecordFormat, SegmentFormat, SegmentSettings, Storage, TransConfig, TransTask};
 
 /// The whole configuration.
@@ -22,6 +24,7 @@ pub struct Config {
     pub rtmps: RtmpsConfig,
     pub trans: TransConfig,
     pub delivery: DeliveryConfig,
+    pub relay: RelayConfig,
 }
 
 /// `[rtmp]`: the RTMP listener and sessions.
@@ -466,6 +469,9 @@ impl Config {
                 "delivery.merge_ms",
                 "delivery waits are at most 1000 ms".into(),
             );
+        }
+        if let Some((key, problem)) = self.relay.problem() {
+            return bad(key, problem);
         }
         for task in &self.trans.tasks {
             if let Some((key, problem)) = task.problem() {

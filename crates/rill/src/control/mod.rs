@@ -1,6 +1,7 @@
-//! The control plane: the session registry (and, later, auth, hooks, stats and metrics).
+//! The control plane: the admission gate, the session registry, auth, hooks, stats and metrics.
 
 pub mod auth;
+pub mod gate;
 pub mod hooks;
 pub mod metrics;
 pub mod sessions;

@@ -20,6 +20,9 @@ pub enum Protocol {
     Rtmp,
     HttpFlv,
     WsFlv,
+    /// The server's own relay (pull, push, file source): internal by what it is, never by its
+    /// address.
+    Relay,
 }
 
 impl Protocol {
@@ -28,7 +31,13 @@ impl Protocol {
             Protocol::Rtmp => "rtmp",
             Protocol::HttpFlv => "http-flv",
             Protocol::WsFlv => "ws-flv",
+            Protocol::Relay => "relay",
         }
+    }
+
+    /// A session the server runs itself: trusted with its own configuration (no signature).
+    pub fn is_internal(self) -> bool {
+        self == Protocol::Relay
     }
 
     /// The name Node-Media-Server gives a subscriber's protocol in `/api/streams` (`rtmp`, `http`
@@ -38,6 +47,7 @@ impl Protocol {
             Protocol::Rtmp => "rtmp",
             Protocol::HttpFlv => "http",
             Protocol::WsFlv => "ws",
+            Protocol::Relay => "relay",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | `GET /api/sessions` | every session (RTMP connections, HTTP-FLV and WS-FLV viewers) |
 //! | `DELETE /api/sessions/{id}` | ends that session: 204, or 404 if unknown |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
+//! | `/api/relay…` | the relays (see [`super::relay_api`]) |
 //!
 //! With `auth.api`, every route here (metrics included: Prometheus scrapers speak Basic auth, and
 //! stream names and traffic are no less sensitive there) requires Basic auth; media routes stay
@@ -42,7 +43,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .api
         .then(|| BasicAuth::new("rill", &auth.api_user, &auth.api_pass));
     let state = ApiState {
-        ctx,
+        ctx: ctx.clone(),
         stats: Arc::new(Stats::new()),
     };
     let routes = Router::new()
@@ -55,7 +56,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/api/sessions", get(sessions))
         .route("/api/sessions/{id}", axum::routing::delete(kick_session))
         .route("/metrics", get(prometheus))
-        .with_state(state);
+        .with_state(state)
+        .merge(super::relay_api::router(ctx));
     match login {
         Some(login) => routes.route_layer(axum::middleware::from_fn_with_state(
             login,

@@ -20,9 +20,8 @@ use rill_media::flv;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Peer;
-use crate::control::auth::{Action, SignError};
-use crate::control::hooks::{Event, EventKind, Hooks};
-use crate::control::sessions::{Protocol, Role, SessionGuard};
+use crate::control::gate::{Admission, Refusal, Viewing};
+use crate::control::sessions::{Protocol, SessionGuard};
 use crate::hub::{DirectViewer, Packet, Subscription, ViewerEnd};
 use crate::server::Context;
 
@@ -98,8 +97,8 @@ async fn ws_session(socket: WebSocket, mut viewer: Viewer) {
     let _ = tx.close().await;
 }
 
-/// Checks the signature and the `pre*` hooks of a viewer of `app/name` and, when both let it in,
-/// registers it and subscribes it; otherwise the HTTP status and body of the refusal.
+/// Admits a viewer of `app/name` through the gate (signature, hooks, registration, subscription);
+/// otherwise the HTTP status and body of the refusal.
 pub(super) async fn admit(
     ctx: &Arc<Context>,
     app: &str,
@@ -108,63 +107,33 @@ pub(super) async fn admit(
     peer: SocketAddr,
     protocol: Protocol,
 ) -> Result<Viewer, (StatusCode, &'static str)> {
-    if let Err(e) = ctx.sign.check(Action::Play, app, name, &[query]) {
-        ctx.sessions
-            .counters
-            .refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, protocol = protocol.as_str(), stream = %format!("/{app}/{name}"), reason = %e, "play refused");
-        let status = if e == SignError::Missing {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::FORBIDDEN
-        };
-        return Err((status, "unauthorized\n"));
-    }
-    let session = ctx.sessions.register(protocol, peer);
-    let ip = peer.ip().to_string();
-    let connect = Event::new(
-        EventKind::PreConnect,
-        session.id,
-        app,
-        "",
-        query,
-        &ip,
-        protocol,
-    );
-    let play = Event::new(
-        EventKind::PrePlay,
-        session.id,
-        app,
-        name,
-        query,
-        &ip,
-        protocol,
-    );
-    for e in [&connect, &play] {
-        if let Err(r) = ctx.hooks.pre(e).await {
+    match ctx
+        .gate()
+        .admit_viewer(protocol, peer, app, name, query)
+        .await
+    {
+        Ok(Viewing { playing, session }) => Ok(Viewer::new(
+            FlvFeed::new(playing.sub),
+            playing.admission,
+            session,
+            ctx.shutdown.clone(),
+        )),
+        Err(r) => {
             ctx.sessions
                 .counters
                 .refused
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(id = session.id, %peer, stream = %format!("/{app}/{name}"), reason = %r, "play refused by {}", e.event.name());
-            return Err((StatusCode::FORBIDDEN, "forbidden\n"));
+            tracing::info!(%peer, protocol = protocol.as_str(), stream = %format!("/{app}/{name}"), reason = %r, "play refused");
+            let status = r.http_status();
+            let body = match status {
+                StatusCode::UNAUTHORIZED => "unauthorized\n",
+                StatusCode::NOT_FOUND => "not found\n",
+                _ if matches!(r, Refusal::Sign(_)) => "unauthorized\n",
+                _ => "forbidden\n",
+            };
+            Err((status, body))
         }
     }
-    session.attach(app, name, Some(Role::Player), query);
-    let sub = ctx.hub.subscribe(app, name);
-    ctx.hooks.notify(connect.as_kind(EventKind::PostConnect));
-    ctx.hooks.notify(play.as_kind(EventKind::PostPlay));
-    let done = DoneEvents {
-        hooks: ctx.hooks.clone(),
-        events: vec![play, connect],
-    };
-    Ok(Viewer::new(
-        FlvFeed::new(sub),
-        session,
-        ctx.shutdown.clone(),
-        done,
-    ))
 }
 
 /// One HTTP-FLV/WS-FLV viewer: its feed, its registry entry, and its end. Logs its start when
@@ -172,7 +141,7 @@ pub(super) async fn admit(
 pub(super) struct Viewer {
     feed: FlvFeed,
     /// Held for its `Drop`: the done events fire when the viewer ends.
-    _done: DoneEvents,
+    _admission: Admission,
     pub session: SessionGuard,
     shutdown: CancellationToken,
     reason: String,
@@ -182,9 +151,9 @@ pub(super) struct Viewer {
 impl Viewer {
     fn new(
         feed: FlvFeed,
+        admission: Admission,
         session: SessionGuard,
         shutdown: CancellationToken,
-        done: DoneEvents,
     ) -> Self {
         let path = feed.sub.stream().path();
         tracing::info!(
@@ -197,7 +166,7 @@ impl Viewer {
         );
         Viewer {
             feed,
-            _done: done,
+            _admission: admission,
             session,
             shutdown,
             reason: "peer closed".into(),
@@ -270,25 +239,6 @@ impl Viewer {
 
     pub(super) fn end(&mut self, reason: String) {
         self.reason = reason;
-    }
-}
-
-/// `donePlay` then `doneConnect`, fired when the viewer ends however it ends.
-struct DoneEvents {
-    hooks: Arc<Hooks>,
-    events: Vec<Event>,
-}
-
-impl Drop for DoneEvents {
-    fn drop(&mut self) {
-        for e in self.events.drain(..) {
-            let kind = if e.event == EventKind::PrePlay {
-                EventKind::DonePlay
-            } else {
-                EventKind::DoneConnect
-            };
-            self.hooks.notify(e.as_kind(kind));
-        }
     }
 }
 

@@ -38,7 +38,7 @@ pub async fn serve(
             return (status, "unauthorized\n").into_response();
         }
     }
-    let Some(store) = ctx.outputs.store(&app, &stream) else {
+    let Some(store) = store(&ctx, &app, &stream, is_playlist).await else {
         return recorded(&ctx, &app, &stream, &file, req).await;
     };
     match file.as_str() {
@@ -52,6 +52,28 @@ pub async fn serve(
             None => recorded(&ctx, &app, &stream, &file, req).await,
         },
     }
+}
+
+/// The HLS/DASH output of `app/stream`. A request for a stream that a pull relay can bring
+/// starts the pull (and keeps it running while requests come); a playlist request waits for the
+/// stream's output up to `relay.play_wait`.
+async fn store(ctx: &Arc<Context>, app: &str, stream: &str, wait: bool) -> Option<Arc<MediaStore>> {
+    let pulled = ctx.relays.touch(ctx, app, stream);
+    if let Some(store) = ctx.outputs.store(app, stream) {
+        return Some(store);
+    }
+    if !(pulled && wait) {
+        return None;
+    }
+    let limit = Duration::from_secs(ctx.config.relay.play_wait);
+    let until = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(store) = ctx.outputs.store(app, stream) {
+            return Some(store);
+        }
+    }
+    None
 }
 
 /// A recording on disk (MP4/FLV under the media root), or 404.

@@ -9,6 +9,7 @@ mod direct;
 mod flv;
 mod media;
 mod recordings;
+mod relay_api;
 pub mod tls;
 pub(crate) mod ws_frame;
 

@@ -96,6 +96,9 @@ pub(super) struct StreamInner {
     pending_due: Option<tokio::time::Instant>,
     /// Number of the last ring entry sent.
     pub seq: u64,
+    /// The current publish has sent something a viewer can start on (a video keyframe, or audio
+    /// of a stream without video).
+    startable: bool,
 }
 
 impl StreamInner {
@@ -199,6 +202,7 @@ impl Stream {
                 pending: Vec::new(),
                 pending_due: None,
                 seq: 0,
+                startable: false,
             }),
             tx,
             flush_wake: Notify::new(),
@@ -229,6 +233,12 @@ impl Stream {
     pub fn viewer_count(&self) -> usize {
         let g = self.lock();
         g.viewers - g.internal
+    }
+
+    /// Live, and a viewer joining now starts on a picture (or on audio, for audio-only streams).
+    pub fn has_start(&self) -> bool {
+        let g = self.lock();
+        g.publisher.is_some() && g.startable
     }
 
     /// No publisher and nobody subscribed (outputs included): the stream can go.
@@ -269,6 +279,7 @@ impl Stream {
         inner.rebase_from = inner.last_ts.map(|t| t.wrapping_add(1));
         inner.pending.clear();
         inner.pending_due = None;
+        inner.startable = false;
         inner.send(tx, Body::One(Packet::Publish));
     }
 
@@ -372,6 +383,8 @@ impl Stream {
                 }
             }
         }
+        inner.startable |= f.is_video_keyframe()
+            || (f.kind == FrameKind::Audio && !f.sequence_header && !inner.tracks.video);
         inner.facts.bytes_in += hf.size() as u64;
         inner.facts.frames_in += 1;
     }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use rill_media::FrameKind;
 use rill_rtmp::session::server::ServerSession;
 
+use crate::control::gate::{Admission, Playing};
 use crate::hub::{Packet, Subscription};
 
 /// A player on one NetStream of a connection.
@@ -12,6 +13,8 @@ pub struct Player {
     pub stream_id: u32,
     pub name: String,
     pub sub: Subscription,
+    /// Dropped after `sub`: `donePlay` once the player has left.
+    _admission: Admission,
     pub paused: bool,
     pub audio: bool,
     pub video: bool,
@@ -20,11 +23,12 @@ pub struct Player {
 }
 
 impl Player {
-    pub fn new(stream_id: u32, name: String, sub: Subscription) -> Self {
+    pub fn new(stream_id: u32, name: String, playing: Playing) -> Self {
         Player {
             stream_id,
             name,
-            sub,
+            sub: playing.sub,
+            _admission: playing.admission,
             paused: false,
             audio: true,
             video: true,

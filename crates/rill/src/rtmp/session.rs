@@ -18,10 +18,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
 use super::play::Player;
-use crate::control::auth::Action;
-use crate::control::hooks::{Event, EventKind};
-use crate::control::sessions::{Protocol, Role, SessionGuard};
-use crate::hub::{DirectViewer, Framing, HandBack, Packet, Publisher, ViewerEnd};
+use crate::control::gate::{Admission, Publishing, Refusal};
+use crate::control::sessions::{Protocol, SessionGuard};
+use crate::hub::{DirectViewer, Framing, HandBack, Packet, ViewerEnd};
 use crate::io::{write_all_timed, NodelaySwitch};
 use crate::server::Context;
 
@@ -74,7 +73,7 @@ struct Conn {
     ctx: Arc<Context>,
     session: ServerSession,
     app: Option<String>,
-    publishing: Option<(u32, Publisher)>,
+    publishing: Option<(u32, Publishing)>,
     player: Option<Player>,
     kick: CancellationToken,
     /// Set when a refusal was sent: flush, then close.
@@ -83,18 +82,16 @@ struct Conn {
     label: String,
     /// Query of the connect (the tcUrl's or app's `?...`), where a `sign` may also be.
     connect_query: String,
-    /// The events whose `done*` is still due.
-    connect_event: Option<Event>,
-    publish_event: Option<Event>,
-    play_event: Option<Event>,
+    /// The admitted connect, whose `doneConnect` is due when the session ends.
+    connected: Option<Admission>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         // `done*` always fires, whatever ended the session, innermost first.
-        self.done(EventKind::DonePublish);
-        self.done(EventKind::DonePlay);
-        self.done(EventKind::DoneConnect);
+        self.publishing = None;
+        self.player = None;
+        self.connected = None;
     }
 }
 
@@ -133,9 +130,7 @@ impl Conn {
             closing: None,
             label: "before connect".into(),
             connect_query: String::new(),
-            connect_event: None,
-            publish_event: None,
-            play_event: None,
+            connected: None,
             ctx,
         }
     }
@@ -394,9 +389,8 @@ impl Conn {
                     .is_some_and(|(sid, _)| *sid == stream_id)
                 {
                     if let Some((_, p)) = self.publishing.take() {
-                        tracing::info!(parent: &self.span, stream = %p.stream().path(), "unpublish");
+                        tracing::info!(parent: &self.span, stream = %p.publisher.stream().path(), "unpublish");
                     }
-                    self.done(EventKind::DonePublish);
                 }
             }
             ServerEvent::StopPlay { stream_id } => {
@@ -406,7 +400,6 @@ impl Conn {
                     .is_some_and(|p| p.stream_id == stream_id)
                 {
                     self.player = None;
-                    self.done(EventKind::DonePlay);
                 }
             }
             ServerEvent::Media {
@@ -447,23 +440,6 @@ impl Conn {
         }
     }
 
-    fn event(&self, kind: EventKind, app: &str, stream: &str, query: &str) -> Event {
-        let ip = self.info.peer.ip().to_string();
-        Event::new(kind, self.info.id, app, stream, query, &ip, Protocol::Rtmp)
-    }
-
-    /// Fires the `done*` event matching a `post*` that was sent, once.
-    fn done(&mut self, kind: EventKind) {
-        let slot = match kind {
-            EventKind::DonePublish => &mut self.publish_event,
-            EventKind::DonePlay => &mut self.play_event,
-            _ => &mut self.connect_event,
-        };
-        if let Some(e) = slot.take() {
-            self.ctx.hooks.notify(e.as_kind(kind));
-        }
-    }
-
     async fn connect(&mut self, app: String, tc_url: Option<String>, query: String) {
         if app.is_empty() {
             self.session
@@ -471,20 +447,21 @@ impl Conn {
             self.refuse("connect without app".into());
             return;
         }
-        let event = self.event(EventKind::PreConnect, &app, "", &query);
-        if let Err(r) = self.ctx.hooks.pre(&event).await {
-            self.session.reject_connect("connection rejected");
-            self.refuse(format!("preConnect refused: {r}"));
-            return;
+        let ctx = self.ctx.clone();
+        match ctx.gate().admit_connect(&self.info, &app, &query).await {
+            Ok(admission) => {
+                tracing::info!(parent: &self.span, %app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
+                self.session.accept_connect(0.0);
+                self.label = format!("connected to app {app}");
+                self.connected = Some(admission);
+                self.connect_query = query;
+                self.app = Some(app);
+            }
+            Err(r) => {
+                self.session.reject_connect("connection rejected");
+                self.refuse(r.to_string());
+            }
         }
-        tracing::info!(parent: &self.span, %app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
-        self.session.accept_connect(0.0);
-        self.info.attach(&app, "", None, &query);
-        self.label = format!("connected to app {app}");
-        self.ctx.hooks.notify(event.as_kind(EventKind::PostConnect));
-        self.connect_event = Some(event);
-        self.connect_query = query;
-        self.app = Some(app);
     }
 
     async fn publish(&mut self, stream_id: u32, name: String, query: &str) {
@@ -502,51 +479,32 @@ impl Conn {
             self.refuse(format!("bad publish name {name:?}"));
             return;
         }
-        if let Err(e) =
-            self.ctx
-                .sign
-                .check(Action::Publish, &app, &name, &[query, &self.connect_query])
-        {
-            self.session.reject_publish(
-                stream_id,
-                "NetStream.Publish.Unauthorized",
-                "unauthorized",
-            );
-            self.refuse(format!("publish of /{app}/{name} refused: {e}"));
-            return;
-        }
-        let event = self.event(EventKind::PrePublish, &app, &name, query);
-        if let Err(r) = self.ctx.hooks.pre(&event).await {
-            self.session
-                .reject_publish(stream_id, "NetStream.Publish.Unauthorized", "rejected");
-            self.refuse(format!("prePublish refused: {r}"));
-            return;
-        }
-        match self
-            .ctx
-            .hub
-            .publish(&app, &name, self.info.id, self.kick.clone())
+        let ctx = self.ctx.clone();
+        let queries = [query, self.connect_query.as_str()];
+        match ctx
+            .gate()
+            .admit_publish(&self.info, &app, &name, &queries)
+            .await
         {
             Ok(p) => {
                 self.nodelay.release();
-                tracing::info!(parent: &self.span, stream = %p.stream().path(), "publish start");
-                // Registered as the publisher first: whoever sees the stream live finds it.
-                self.info.attach(&app, &name, Some(Role::Publisher), query);
+                let path = p.publisher.stream().path();
+                tracing::info!(parent: &self.span, stream = %path, "publish start");
                 self.session.accept_publish(stream_id, &name);
-                crate::outputs::Outputs::on_publish(&self.ctx, &app, &name);
-                self.label = format!("publisher of {}", p.stream().path());
+                self.label = format!("publisher of {path}");
                 self.publishing = Some((stream_id, p));
-                self.ctx.hooks.notify(event.as_kind(EventKind::PostPublish));
-                self.publish_event = Some(event);
             }
-            Err(e) => {
-                tracing::warn!(parent: &self.span, error = %e, "publish refused");
-                self.session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.BadName",
-                    "Stream already publishing",
-                );
-                self.refuse(e.to_string());
+            Err(r) => {
+                let (code, text) = match &r {
+                    Refusal::Busy(_) => ("NetStream.Publish.BadName", "Stream already publishing"),
+                    Refusal::Sign(_) => ("NetStream.Publish.Unauthorized", "unauthorized"),
+                    _ => ("NetStream.Publish.Unauthorized", "rejected"),
+                };
+                if matches!(r, Refusal::Busy(_)) {
+                    tracing::warn!(parent: &self.span, error = %r, "publish refused");
+                }
+                self.session.reject_publish(stream_id, code, text);
+                self.refuse(format!("publish of /{app}/{name} refused: {r}"));
             }
         }
     }
@@ -562,31 +520,30 @@ impl Conn {
             self.refuse(format!("bad play name {name:?}"));
             return;
         }
-        if let Err(e) =
-            self.ctx
-                .sign
-                .check(Action::Play, &app, &name, &[query, &self.connect_query])
+        let ctx = self.ctx.clone();
+        let queries = [query, self.connect_query.as_str()];
+        match ctx
+            .gate()
+            .admit_play(&self.info, &app, &name, &queries)
+            .await
         {
-            self.session
-                .reject_play(stream_id, "NetStream.Play.Failed", "unauthorized");
-            self.refuse(format!("play of /{app}/{name} refused: {e}"));
-            return;
+            Ok(playing) => {
+                let path = playing.sub.stream().path();
+                tracing::info!(parent: &self.span, stream = %path, live = playing.sub.stream().is_live(), "play start");
+                self.session.accept_play(stream_id, &name, reset);
+                self.label = format!("player of {path}");
+                self.player = Some(Player::new(stream_id, name, playing));
+            }
+            Err(r) => {
+                let (code, text) = match &r {
+                    Refusal::NotFound(_) => ("NetStream.Play.StreamNotFound", "stream not found"),
+                    Refusal::Sign(_) => ("NetStream.Play.Failed", "unauthorized"),
+                    _ => ("NetStream.Play.Failed", "rejected"),
+                };
+                self.session.reject_play(stream_id, code, text);
+                self.refuse(format!("play of /{app}/{name} refused: {r}"));
+            }
         }
-        let event = self.event(EventKind::PrePlay, &app, &name, query);
-        if let Err(r) = self.ctx.hooks.pre(&event).await {
-            self.session
-                .reject_play(stream_id, "NetStream.Play.Failed", "rejected");
-            self.refuse(format!("prePlay refused: {r}"));
-            return;
-        }
-        let sub = self.ctx.hub.subscribe(&app, &name);
-        tracing::info!(parent: &self.span, stream = %sub.stream().path(), live = sub.stream().is_live(), "play start");
-        self.session.accept_play(stream_id, &name, reset);
-        self.info.attach(&app, &name, Some(Role::Player), query);
-        self.label = format!("player of {}", sub.stream().path());
-        self.player = Some(Player::new(stream_id, name, sub));
-        self.ctx.hooks.notify(event.as_kind(EventKind::PostPlay));
-        self.play_event = Some(event);
     }
 
     /// Closes the connection after the refusal already queued has been sent.
@@ -610,7 +567,7 @@ impl Conn {
         let Ok(frame) = Frame::from_flv_body(kind, timestamp, payload) else {
             return;
         };
-        if !publisher.push(frame) {
+        if !publisher.publisher.push(frame) {
             self.closing = Some("stream taken over by another publisher".into());
         }
     }
