@@ -319,8 +319,15 @@ impl Relays {
             }
             let url = pull_source(&task.edge, app, name);
             let local = ctx.local_url(app, name);
-            let relay = self.entry(ctx, app, name, RelayMode::Pull, url.clone(), local);
-            map.insert(relay.id.clone(), relay.clone());
+            let relay = Self::entry(
+                &mut map,
+                ctx,
+                app,
+                name,
+                RelayMode::Pull,
+                url.clone(),
+                local,
+            );
             drop(map);
             tracing::info!(relay = %relay.id, stream = %relay.stream(), upstream = %masked(&url), "pull on play");
             let source = Source::Rtmp(url);
@@ -379,8 +386,15 @@ impl Relays {
     ) -> Result<String, RelayError> {
         let relays = &ctx.relays;
         let local = ctx.local_url(app, name);
-        let relay = relays.entry(ctx, app, name, mode, source.url().to_owned(), local);
-        relays.map().insert(relay.id.clone(), relay.clone());
+        let relay = Self::entry(
+            &mut relays.map(),
+            ctx,
+            app,
+            name,
+            mode,
+            source.url().to_owned(),
+            local,
+        );
         let id = relay.id.clone();
         ctx.tasks.spawn(pull::run(ctx.clone(), relay, source));
         Ok(id)
@@ -395,8 +409,15 @@ impl Relays {
     ) -> String {
         let relays = &ctx.relays;
         let local = ctx.local_url(app, name);
-        let relay = relays.entry(ctx, app, name, RelayMode::Push, local, url.to_owned());
-        relays.map().insert(relay.id.clone(), relay.clone());
+        let relay = Self::entry(
+            &mut relays.map(),
+            ctx,
+            app,
+            name,
+            RelayMode::Push,
+            local,
+            url.to_owned(),
+        );
         let id = relay.id.clone();
         tracing::info!(relay = %id, stream = %relay.stream(), target = %masked(url), "push started");
         ctx.tasks.spawn(push::run(
@@ -408,9 +429,9 @@ impl Relays {
         id
     }
 
-    /// A new entry (not yet registered), reading `path` and writing `url`.
+    /// A new entry with a fresh id, registered, reading `path` and writing `url`.
     fn entry(
-        &self,
+        map: &mut HashMap<String, Arc<Relay>>,
         ctx: &Context,
         app: &str,
         name: &str,
@@ -418,8 +439,8 @@ impl Relays {
         path: String,
         url: String,
     ) -> Arc<Relay> {
-        Arc::new(Relay {
-            id: self.new_id(),
+        let relay = Arc::new(Relay {
+            id: ctx.relays.new_id(map),
             app: app.to_owned(),
             name: name.to_owned(),
             mode,
@@ -434,12 +455,14 @@ impl Relays {
             restarts: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             stop: ctx.shutdown.child_token(),
-        })
+        });
+        map.insert(relay.id.clone(), relay.clone());
+        relay
     }
 
     /// An id no relay has: 8 characters of `[A-Z0-9]`, from a counter and the clock mixed so
     /// that ids do not look sequential.
-    fn new_id(&self) -> String {
+    fn new_id(&self, taken: &HashMap<String, Arc<Relay>>) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         loop {
             let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -451,7 +474,7 @@ impl Relays {
                 x /= 36;
                 x ^= x.rotate_left(29).wrapping_mul(0x94D0_49BB_1331_11EB);
             }
-            if !self.map().contains_key(&id) {
+            if !taken.contains_key(&id) {
                 return id;
             }
         }
@@ -594,7 +617,8 @@ mod tests {
     #[test]
     fn ids_are_eight_distinct_characters() {
         let r = Relays::default();
-        let ids: std::collections::HashSet<String> = (0..1000).map(|_| r.new_id()).collect();
+        let none = HashMap::new();
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| r.new_id(&none)).collect();
         assert_eq!(ids.len(), 1000);
         for id in &ids {
             assert_eq!(id.len(), 8);
