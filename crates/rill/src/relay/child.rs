@@ -142,28 +142,27 @@ impl SupervisedChild {
             io::Error::other(format!("supervisor thread of {} ended early", spec.label))
         })??;
 
-        let stdout = match spawned.stdout {
-            Some(out) => Some(tokio::process::ChildStdout::from_std(out)?),
-            None => None,
-        };
-        let ring = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_LINES)));
-        let stderr_task = match spawned.stderr {
-            Some(err) => {
-                let err = tokio::process::ChildStderr::from_std(err)?;
-                Some(runtime.spawn(drain_stderr(err, spec.label.clone(), ring.clone())))
-            }
-            None => None,
-        };
-        tracing::debug!(child = %spec.label, pid = spawned.pid, program = %spec.program.display(), "child started");
-        Ok(SupervisedChild {
+        // Built before the pipes are registered, so that a failure there drops it and thereby
+        // kills the child instead of leaving it unowned.
+        let mut child = SupervisedChild {
             label: spec.label.clone(),
             group,
-            stdout,
-            ring,
-            stderr_task,
+            stdout: None,
+            ring: Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_LINES))),
+            stderr_task: None,
             exit_rx: Some(exit_rx),
             status: None,
-        })
+        };
+        if let Some(out) = spawned.stdout {
+            child.stdout = Some(tokio::process::ChildStdout::from_std(out)?);
+        }
+        if let Some(err) = spawned.stderr {
+            let err = tokio::process::ChildStderr::from_std(err)?;
+            let drain = drain_stderr(err, spec.label.clone(), child.ring.clone());
+            child.stderr_task = Some(runtime.spawn(drain));
+        }
+        tracing::debug!(child = %spec.label, pid = spawned.pid, program = %spec.program.display(), "child started");
+        Ok(child)
     }
 
     /// The child's stdout, once.

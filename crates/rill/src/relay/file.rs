@@ -147,6 +147,14 @@ impl FileSource {
                 path: path.clone(),
                 source,
             })?;
+        // A directory opens fine on Linux and only fails at the first read, less clearly.
+        let is_dir = file.metadata().await.is_ok_and(|m| m.is_dir());
+        if is_dir {
+            return Err(FileError::Open {
+                path,
+                source: io::Error::new(io::ErrorKind::InvalidInput, "is a directory"),
+            });
+        }
         let (input, pacer) = if is_flv {
             (Input::Flv(FlvReader::new(file)), Some(Pacer::default()))
         } else {
@@ -180,15 +188,18 @@ impl FileSource {
     /// which `-stream_loop -1` only does when the input has nothing left to play; any other end,
     /// or 30 s of silence, is [`FileError::Ffmpeg`] with its last stderr lines.
     ///
-    /// Cancel-safe while pacing; cancelling a read in progress may lose a frame.
+    /// Cancel-safe (it may sit in a `select!` against shutdown): a frame leaves the queue only
+    /// once it is due, and reads keep their bytes in the reader's buffer.
     pub async fn next_frame(&mut self) -> Result<Option<Frame>, FileError> {
         loop {
-            if let Some(frame) = self.pending.pop_front() {
+            if let Some(frame) = self.pending.front() {
                 if let Some(pacer) = &mut self.pacer {
+                    // Asking again after a cancellation is harmless: the schedule only moves
+                    // for a frame that is very late or far ahead.
                     let due = pacer.due(Instant::now(), frame.timestamp);
                     tokio::time::sleep_until(due).await;
                 }
-                return Ok(Some(frame));
+                return Ok(self.pending.pop_front());
             }
             if self.finished {
                 return Ok(None);
