@@ -134,7 +134,8 @@ impl SupervisedChild {
         let (exit_tx, exit_rx) = oneshot::channel();
         let label = spec.label.clone();
         std::thread::Builder::new()
-            .name(format!("child {}", spec.label))
+            // A NUL would make the thread's name, and so the spawn, fail.
+            .name(format!("child {}", spec.label.replace('\0', "")))
             // It only forks and waits.
             .stack_size(256 * 1024)
             .spawn(move || supervise(cmd, label, spawned_tx, exit_tx))?;

@@ -284,7 +284,7 @@ impl FileSource {
                             path: self.path.clone(),
                         },
                         Input::Ffmpeg { .. } => {
-                            self.ffmpeg_error_after_exit("ended its output in the middle of a tag")
+                            self.ffmpeg_error_after_exit("ended its output before the first frame")
                                 .await
                         }
                     });
@@ -933,6 +933,13 @@ mod tests {
         assert!(headers >= 4, "looped with headers: {headers}");
     }
 
+    #[test]
+    fn sources_can_move_between_tasks() {
+        fn send<T: Send>() {}
+        send::<FileSource>();
+        send::<SupervisedChild>();
+    }
+
     #[tokio::test]
     async fn missing_file_and_missing_ffmpeg() {
         let err = FileSource::open("/nonexistent/rill/x.flv", None)
@@ -941,7 +948,12 @@ mod tests {
             .unwrap();
         assert!(matches!(err, FileError::Open { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/rill/x.flv"));
-        let (_dir, path) = write_temp("a.mp4", b"not really");
+        let (dir, path) = write_temp("a.mp4", b"not really");
+        let err = FileSource::open(dir.path().to_str().unwrap(), None)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, FileError::Open { .. }), "{err}");
         let err = FileSource::open(&path, None).await.err().unwrap();
         assert!(matches!(err, FileError::NeedsFfmpeg { .. }), "{err}");
         assert!(err.to_string().contains("relay.ffmpeg"), "{err}");
