@@ -15,6 +15,7 @@
 //! target is retried with [`backoff`] while somebody needs it.
 
 pub mod backoff;
+pub mod child;
 pub mod file;
 mod pull;
 mod push;
