@@ -635,7 +635,7 @@ playlist_length = 4
         sleep(Duration::from_millis(800)).await;
         assert_eq!(
             origin_api.subscriber_ids(APP, "cam").await,
-            [upstream.clone()],
+            std::slice::from_ref(&upstream),
             "the pull stopped before idle_timeout"
         );
         let stopped = eventually(Duration::from_secs(6), || async move {
@@ -1428,7 +1428,7 @@ async fn start_self_relaying(extra: impl Fn(u16) -> String) -> Option<(ServerHan
     let text = toml_text(port, &extra(port));
     let refused_for_loop =
         |e: &dyn std::fmt::Display| e.to_string().to_lowercase().contains("loop");
-    let config = match rill::Config::from_toml(&text, "relay loop config") {
+    let config = match rill::Config::from_toml(&text, "self-relaying config") {
         Ok(c) => c,
         Err(e) if refused_for_loop(&e) => return None,
         Err(e) => panic!("the relay configuration is refused: {e}\n---\n{text}"),
