@@ -19,10 +19,7 @@
 //! Two tests run today and check the peers themselves: nginx-rtmp round trip and the clip maker.
 
 mod common;
-// Once `common/mod.rs` declares `pub mod relay_peers;`, replace these two lines with
-// `use common::relay_peers;` (clippy refuses a file loaded as two modules).
-#[path = "common/relay_peers.rs"]
-mod relay_peers;
+use common::relay_peers;
 
 use std::collections::BTreeMap;
 use std::future::Future;
