@@ -793,6 +793,8 @@ name = "relayed"
 
         let states =
             watch(move || async move { api.relay_state(APP, "relayed", Some("static")).await });
+        // Let the watcher see the relay live before the origin goes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         drop(publisher);
         origin.shutdown().await;
         let noticed = eventually(Duration::from_secs(8), || async move {

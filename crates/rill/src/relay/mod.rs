@@ -198,14 +198,15 @@ pub enum RelayError {
 #[derive(Debug, Default)]
 pub struct Relays {
     map: Mutex<HashMap<String, Arc<Relay>>>,
-    /// When HLS/DASH clients last asked for a stream's files (by `app/name`): a pulled stream
-    /// that only HLS players watch is watched although nobody is subscribed.
+    /// Until when a pulled stream counts as watched by HLS/DASH clients (by `app/name`): they
+    /// are no subscribers, only requests now and then.
     hls_seen: Mutex<HashMap<String, Instant>>,
     counter: AtomicU64,
 }
 
-/// How long an HLS/DASH request keeps a pulled stream watched: a few target durations.
-const HLS_LINGER: Duration = Duration::from_secs(20);
+/// An HLS/DASH request keeps a pulled stream watched for this many target durations: a player
+/// asks for the playlist at least once per target duration.
+const HLS_LINGER_SEGMENTS: f64 = 3.0;
 
 impl Relays {
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Relay>>> {
@@ -343,16 +344,23 @@ impl Relays {
         if !self.demand(ctx, app, name) {
             return false;
         }
+        let target = ctx
+            .config
+            .trans
+            .segmenting(app)
+            .map_or(2.0, |t| t.settings().segment_duration);
+        let linger = Duration::from_secs_f64((target * HLS_LINGER_SEGMENTS).clamp(1.0, 60.0));
+        let now = Instant::now();
         let mut seen = self.hls_seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, t| t.elapsed() < HLS_LINGER);
-        seen.insert(format!("{app}/{name}"), Instant::now());
+        seen.retain(|_, until| *until > now);
+        seen.insert(format!("{app}/{name}"), now + linger);
         true
     }
 
     fn hls_watched(&self, app: &str, name: &str) -> bool {
         let seen = self.hls_seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.get(&format!("{app}/{name}"))
-            .is_some_and(|t| t.elapsed() < HLS_LINGER)
+            .is_some_and(|until| *until > Instant::now())
     }
 
     /// Retires the pull `relay` if nobody watches its stream: under the registry's lock, its
