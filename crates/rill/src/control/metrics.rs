@@ -82,6 +82,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         ("rtmp", m.sessions_rtmp),
         ("http-flv", m.sessions_http_flv),
         ("ws-flv", m.sessions_ws_flv),
+        ("relay", m.sessions_relay),
     ] {
         w.sample("rill_sessions", &[("protocol", protocol)], n);
     }
@@ -145,6 +146,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
             s.received_bytes,
         );
     }
+    relays(&mut w, m);
     w.single(
         "process_resident_memory_bytes",
         "gauge",
@@ -158,6 +160,62 @@ pub fn render(m: &MetricsSnapshot) -> String {
         m.start_time_seconds,
     );
     w.out
+}
+
+/// Relays: how many are in each mode and state (every pair, zeros included, so alerts on a
+/// state have a series to watch), and each one's state, restarts and bytes.
+fn relays(w: &mut Writer, m: &MetricsSnapshot) {
+    use crate::config::RelayMode;
+    use crate::relay::RelayState;
+    w.family("rill_relays", "gauge", "Relays by mode and state.");
+    for mode in [RelayMode::Static, RelayMode::Pull, RelayMode::Push] {
+        for state in RelayState::ALL {
+            let n = m
+                .relays
+                .iter()
+                .filter(|r| r.mode == mode.as_str() && r.state == state.as_str())
+                .count();
+            let labels = [("mode", mode.as_str()), ("state", state.as_str())];
+            w.sample("rill_relays", &labels, n);
+        }
+    }
+    let labels = |r: &crate::relay::RelayView| {
+        [
+            ("id", r.id.clone()),
+            ("mode", r.mode.to_owned()),
+            ("app", r.app.clone()),
+            ("stream", r.name.clone()),
+        ]
+    };
+    type Value = fn(&crate::relay::RelayView) -> u64;
+    let families: [(&str, &str, &str, Value); 3] = [
+        (
+            "rill_relay_up",
+            "gauge",
+            "1 while the relay's upstream or target is live.",
+            |r| u64::from(r.state == "live"),
+        ),
+        (
+            "rill_relay_restarts_total",
+            "counter",
+            "Times the relay reconnected.",
+            |r| r.restarts,
+        ),
+        (
+            "rill_relay_bytes_total",
+            "counter",
+            "Media payload bytes the relay carried.",
+            |r| r.bytes,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        w.family(name, kind, help);
+        for r in &m.relays {
+            let l = labels(r);
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            w.sample(name, &l, value(r));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +243,7 @@ mod tests {
             sessions_rtmp: 3,
             sessions_http_flv: 1,
             sessions_ws_flv: 0,
+            sessions_relay: 1,
             accepted: 10,
             refused: 4,
             received_bytes: 123_456,
@@ -195,6 +254,20 @@ mod tests {
                 stream("live", "cam", 2, 5000),
                 stream("li\"ve", "a\\b\nc", 0, 0),
             ],
+            relays: vec![crate::relay::RelayView {
+                app: "live".into(),
+                name: "cam".into(),
+                path: "rtsp://cam/1".into(),
+                url: "rtmp://127.0.0.1:1935/live/cam".into(),
+                mode: "static",
+                ts: 1,
+                id: "ABCD1234".into(),
+                state: "live",
+                restarts: 2,
+                last_error: String::new(),
+                bytes: 99,
+                started_at: 5,
+            }],
             resident_memory_bytes: 4096,
             start_time_seconds: 1_700_000_000.5,
         }
@@ -215,6 +288,12 @@ mod tests {
             "rill_sessions{protocol=\"rtmp\"} 3",
             "rill_sessions{protocol=\"http-flv\"} 1",
             "rill_sessions{protocol=\"ws-flv\"} 0",
+            "rill_sessions{protocol=\"relay\"} 1",
+            "rill_relays{mode=\"static\",state=\"live\"} 1",
+            "rill_relays{mode=\"push\",state=\"backing_off\"} 0",
+            "rill_relay_up{id=\"ABCD1234\",mode=\"static\",app=\"live\",stream=\"cam\"} 1",
+            "rill_relay_restarts_total{id=\"ABCD1234\",mode=\"static\",app=\"live\",stream=\"cam\"} 2",
+            "rill_relay_bytes_total{id=\"ABCD1234\",mode=\"static\",app=\"live\",stream=\"cam\"} 99",
             "rill_connections_accepted_total 10",
             "rill_connections_refused_total 4",
             "rill_received_bytes_total 123456",
@@ -245,10 +324,13 @@ mod tests {
                 assert_eq!(kind == "counter", name.ends_with("_total"), "{name}");
             }
         }
-        assert_eq!(families, 12);
+        assert_eq!(families, 16);
         assert!(text.ends_with('\n'));
         // Label escaping keeps each sample on one line.
-        assert_eq!(lines.iter().filter(|l| !l.starts_with('#')).count(), 16);
+        assert_eq!(
+            lines.iter().filter(|l| !l.starts_with('#')).count(),
+            17 + 12 + 3
+        );
     }
 
     #[test]

@@ -332,6 +332,7 @@ pub struct MetricsSnapshot {
     pub sessions_rtmp: usize,
     pub sessions_http_flv: usize,
     pub sessions_ws_flv: usize,
+    pub sessions_relay: usize,
     pub accepted: u64,
     pub refused: u64,
     pub received_bytes: u64,
@@ -339,6 +340,7 @@ pub struct MetricsSnapshot {
     pub frames_dropped: u64,
     pub viewers_dropped: u64,
     pub streams: Vec<StreamStats>,
+    pub relays: Vec<crate::relay::RelayView>,
     pub resident_memory_bytes: u64,
     pub start_time_seconds: f64,
 }
@@ -711,6 +713,7 @@ impl Stats {
             sessions_rtmp: count(Protocol::Rtmp),
             sessions_http_flv: count(Protocol::HttpFlv),
             sessions_ws_flv: count(Protocol::WsFlv),
+            sessions_relay: count(Protocol::Relay),
             accepted: c.accepted.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
             received_bytes,
@@ -718,6 +721,7 @@ impl Stats {
             frames_dropped: h.frames_dropped.load(Ordering::Relaxed),
             viewers_dropped: h.viewers_dropped.load(Ordering::Relaxed),
             streams,
+            relays: ctx.relays.list().iter().map(|r| r.view()).collect(),
             resident_memory_bytes: sys.rss,
             start_time_seconds: self.process_start_secs(&sys),
         }
