@@ -286,6 +286,28 @@ impl RtmpPlayer {
     /// The next media or metadata frame; `Ok(None)` when the server closed the connection.
     pub async fn next_frame(&mut self) -> Result<Option<Frame>, ClientError> {
         loop {
+            match self.next_event().await? {
+                None => return Ok(None),
+                Some(PlayerEvent::Frame(f)) => return Ok(Some(f)),
+                Some(PlayerEvent::Status(_)) => {}
+            }
+        }
+    }
+
+    /// The next status code (e.g. `NetStream.Play.UnpublishNotify`), skipping media.
+    pub async fn next_status(&mut self) -> Result<Option<String>, ClientError> {
+        loop {
+            match self.next_event().await? {
+                None => return Ok(None),
+                Some(PlayerEvent::Status(code)) => return Ok(Some(code)),
+                Some(PlayerEvent::Frame(_)) => {}
+            }
+        }
+    }
+
+    /// The next frame or status, in the order the server sent them; `Ok(None)` when it closed.
+    pub async fn next_event(&mut self) -> Result<Option<PlayerEvent>, ClientError> {
+        loop {
             let (kind, timestamp, payload) = match self.conn.event().await? {
                 None => return Ok(None),
                 Some(ClientEvent::Media {
@@ -301,24 +323,25 @@ impl RtmpPlayer {
                 Some(ClientEvent::Metadata { timestamp, payload }) => {
                     (FrameKind::Metadata, timestamp, payload)
                 }
+                Some(ClientEvent::Status { code, .. }) => {
+                    return Ok(Some(PlayerEvent::Status(code)))
+                }
                 Some(_) => continue,
             };
+            // Empty media messages (keep-alives of some servers) carry nothing.
             if let Ok(frame) = Frame::from_flv_body(kind, timestamp, payload) {
-                return Ok(Some(frame));
+                return Ok(Some(PlayerEvent::Frame(frame)));
             }
         }
     }
+}
 
-    /// The next status code (e.g. `NetStream.Play.UnpublishNotify`), skipping media.
-    pub async fn next_status(&mut self) -> Result<Option<String>, ClientError> {
-        loop {
-            match self.conn.event().await? {
-                None => return Ok(None),
-                Some(ClientEvent::Status { code, .. }) => return Ok(Some(code)),
-                Some(_) => {}
-            }
-        }
-    }
+/// What a player receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayerEvent {
+    Frame(Frame),
+    /// An `onStatus` code (`NetStream.Play.UnpublishNotify`, ...).
+    Status(String),
 }
 
 /// An RTMP connection that publishes one stream.

@@ -85,18 +85,12 @@ async fn session(
         Err(e) => return End::Retry(format!("upstream: {e}")),
     };
     let session = ctx.sessions.register(Protocol::Relay, upstream.peer());
-    let mut publishing: Option<Publishing> = match ctx
-        .gate()
-        .admit_publish(&session, &relay.app, &relay.name, &[])
-        .await
-    {
-        Ok(p) => Some(p),
-        Err(e) => return End::Retry(format!("publish refused: {e}")),
-    };
+    // Published at the first frame: an upstream that accepts the play of a stream it does not
+    // have yet (Rill, SRS) is no live stream here either.
+    let mut publishing: Option<Publishing> = None;
     let on_demand = relay.mode == RelayMode::Pull;
     let mut watch = tokio::time::interval(WATCH_EVERY);
     let idle = Duration::from_secs(ctx.config.relay.idle_timeout);
-    let mut live = false;
     loop {
         tokio::select! {
             next = tokio::time::timeout(MEDIA_TIMEOUT, upstream.next_frame()) => {
@@ -108,14 +102,17 @@ async fn session(
                 };
                 relay.add_bytes(frame.payload.len());
                 session.add_in(frame.payload.len());
+                if publishing.is_none() {
+                    match ctx.gate().admit_publish(&session, &relay.app, &relay.name, &[]).await {
+                        Ok(p) => publishing = Some(p),
+                        Err(e) => return End::Retry(format!("publish refused: {e}")),
+                    }
+                    backoff.connected(Instant::now());
+                    relay.set_state(RelayState::Live);
+                }
                 let Some(p) = publishing.as_ref() else { return End::Stop };
                 if !p.publisher.push(frame) {
                     return End::Retry("the stream was taken over by another publisher".into());
-                }
-                if !live {
-                    live = true;
-                    backoff.connected(Instant::now());
-                    relay.set_state(RelayState::Live);
                 }
             }
             _ = session.kick.cancelled() => {

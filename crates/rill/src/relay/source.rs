@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rill_media::Frame;
 
-use crate::client::{ClientOptions, RtmpPlayer, RtmpUrl};
+use crate::client::{ClientOptions, PlayerEvent, RtmpPlayer, RtmpUrl};
 use crate::config::{RtspTransport, SourceKind};
 use crate::server::Context;
 
@@ -110,7 +110,21 @@ impl Upstream {
     /// The next frame; `Ok(None)` when the upstream ended.
     pub async fn next_frame(&mut self) -> Result<Option<Frame>, String> {
         match self {
-            Upstream::Rtmp(p) => p.next_frame().await.map_err(|e| e.to_string()),
+            Upstream::Rtmp(p) => loop {
+                match p.next_event().await.map_err(|e| e.to_string())? {
+                    None => return Ok(None),
+                    Some(PlayerEvent::Frame(f)) => return Ok(Some(f)),
+                    // The upstream's publisher left: so does this relay's publish, at once, so
+                    // that viewers here hear of it too (and HLS ends its playlist).
+                    Some(PlayerEvent::Status(code))
+                        if code == "NetStream.Play.UnpublishNotify"
+                            || code == "NetStream.Play.Stop" =>
+                    {
+                        return Ok(None)
+                    }
+                    Some(PlayerEvent::Status(_)) => {}
+                }
+            },
             Upstream::Rtsp(s) => s.next_frame().await.map_err(|e| e.to_string()),
             Upstream::File(f) => f.next_frame().await.map_err(|e| e.to_string()),
         }
