@@ -17,6 +17,7 @@ mod http;
 pub mod hub;
 mod io;
 pub mod outputs;
+pub mod relay;
 mod rtmp;
 mod server;
 pub mod tls;
