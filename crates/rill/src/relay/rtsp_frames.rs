@@ -276,6 +276,25 @@ pub fn h265_reorder_depth(sps_nal: &[u8]) -> Result<u32, ConvertError> {
     depth.ok_or_else(|| ConvertError::BadSps("H.265", "truncated or malformed".into()))
 }
 
+/// True if an HVCC access unit (4-byte length-prefixed NAL units) holds an IRAP picture: a VCL
+/// NAL unit of type 16..=23 (BLA, IDR, CRA and the reserved IRAP types).
+pub fn h265_has_irap(mut au: &[u8]) -> bool {
+    while let Some((len, rest)) = au.split_first_chunk::<4>() {
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some(nal) = rest.get(..len) else {
+            return false;
+        };
+        if nal
+            .first()
+            .is_some_and(|h| (16..=23).contains(&((h >> 1) & 0x3F)))
+        {
+            return true;
+        }
+        au = &rest[len..];
+    }
+    false
+}
+
 /// Removes emulation prevention bytes (`00 00 03` -> `00 00`).
 fn unescape(nal: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nal.len());
@@ -458,6 +477,10 @@ impl Converter {
         if data.len() + 8 > rill_media::flv::MAX_TAG_BODY_SIZE {
             return Err(ConvertError::TooLarge(data.len()));
         }
+        // retina flags only IDR pictures of H.265 as random access points; CRA (and BLA) are
+        // IRAP pictures too, where decoders start (dropping the leading RASL pictures), and the
+        // only keyframes of open-GOP encoders such as x265's default.
+        let keyframe = keyframe || (track.codec == VideoCodec::H265 && h265_has_irap(data));
         let dts = track.reorder.push(pts_ticks, track.frame_duration.max(1))?;
         track.held.push_back(HeldPicture {
             pts: pts_ticks,
@@ -992,6 +1015,32 @@ mod tests {
         assert_eq!(&out[2].payload[..5], b"\xA3hvc1");
         assert!(!out[2].keyframe && !out[2].sequence_header);
         assert_eq!(out[2].codec, Codec::Video(FlvVideo::Hevc));
+    }
+
+    #[test]
+    fn h265_cra_pictures_are_keyframes() {
+        // Prefix SEI (39), then a CRA slice (21): 0x2A = 21 << 1.
+        let cra = [0, 0, 0, 2, 0x4E, 0x01, 0, 0, 0, 3, 0x2A, 0x01, 0xAF];
+        assert!(h265_has_irap(&cra));
+        // TRAIL_R (1) only; truncated and empty units.
+        assert!(!h265_has_irap(&[0, 0, 0, 2, 0x02, 0x01]));
+        assert!(!h265_has_irap(&[0, 0, 0, 9, 0x2A]));
+        assert!(!h265_has_irap(&[0, 0]));
+        assert!(!h265_has_irap(&[]));
+        let mut c = Converter::new();
+        c.set_video_parameters(VideoCodec::H265, 90_000, None, &[1; 23], H265_SPS_NO_B)
+            .unwrap();
+        let mut out = Vec::new();
+        c.push_video(0, false, &cra, &mut out).unwrap();
+        assert!(out[1].is_video_keyframe());
+        assert_eq!(out[1].payload[0], 0x93);
+        // H.264 data is never reinterpreted as H.265.
+        let mut c = Converter::new();
+        c.set_video_parameters(VideoCodec::H264, 90_000, None, &avcc(), H264_SPS_NO_B)
+            .unwrap();
+        let mut out = Vec::new();
+        c.push_video(0, false, &cra, &mut out).unwrap();
+        assert!(!out[1].keyframe);
     }
 
     #[test]
