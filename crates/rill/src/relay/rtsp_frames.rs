@@ -433,16 +433,20 @@ impl Converter {
                 t.clock_rate = clock_rate;
                 t
             }
-            slot => slot.insert(VideoTrack {
-                codec,
-                clock_rate,
-                record: None,
-                pending_header: None,
-                reorder: Reorder::new(depth),
-                frame_duration,
-                held: VecDeque::new(),
-                last_dts_ms: None,
-            }),
+            slot => {
+                // A codec switch starts a new track; its DTSs still may not go back in time.
+                let last_dts_ms = slot.as_ref().and_then(|t| t.last_dts_ms);
+                slot.insert(VideoTrack {
+                    codec,
+                    clock_rate,
+                    record: None,
+                    pending_header: None,
+                    reorder: Reorder::new(depth),
+                    frame_duration,
+                    held: VecDeque::new(),
+                    last_dts_ms,
+                })
+            }
         };
         track.reorder.set_depth(depth)?;
         track.frame_duration = frame_duration;
@@ -494,7 +498,11 @@ impl Converter {
                 break;
             };
             let pts_ms = ticks_to_ms(pic.pts, track.clock_rate);
-            let mut dts_ms = ticks_to_ms(dts, track.clock_rate);
+            // Before the timeline origin only if the stream starts with more reordering than
+            // the origin's headroom covers (deep reordering at a low frame rate): such DTSs are
+            // raised to 0 here, where the composition offset still sees them, so the PTS stays
+            // right.
+            let mut dts_ms = ticks_to_ms(dts, track.clock_rate).max(0);
             if let Some(last) = track.last_dts_ms {
                 dts_ms = dts_ms.max(last);
             }
@@ -974,6 +982,65 @@ mod tests {
         // The sequence header goes out first, with the first picture's DTS.
         assert!(out[0].sequence_header);
         assert_eq!(out[0].timestamp, 960);
+    }
+
+    #[test]
+    fn real_b_frame_sps_and_frame_rate_space_the_first_pictures() {
+        let mut c = Converter::new();
+        // x264 bframes=2 declares two reordered pictures; 25 fps as retina reports it.
+        c.set_video_parameters(
+            VideoCodec::H264,
+            90_000,
+            Some((1, 25)),
+            &avcc(),
+            H264_SPS_B2,
+        )
+        .unwrap();
+        assert_eq!(c.video_reorder_depth(), 2);
+        let mut out = Vec::new();
+        // I0 P3 B1 B2 P6: the first two pictures are held until the third arrives.
+        c.push_video(0, true, &[0, 0, 0, 1, 0x65], &mut out)
+            .unwrap();
+        c.push_video(10_800, false, &[0, 0, 0, 1, 0x41], &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+        c.push_video(3600, false, &[0, 0, 0, 1, 0x01], &mut out)
+            .unwrap();
+        c.push_video(7200, false, &[0, 0, 0, 1, 0x01], &mut out)
+            .unwrap();
+        c.push_video(21_600, false, &[0, 0, 0, 1, 0x41], &mut out)
+            .unwrap();
+        let pics: Vec<(u32, i32)> = out
+            .iter()
+            .filter(|f| !f.sequence_header)
+            .map(|f| (f.timestamp, f.composition_offset))
+            .collect();
+        // DTS two frames (80 ms) behind the sorted PTS, one frame apart from the start.
+        assert_eq!(
+            pics,
+            vec![(920, 80), (960, 160), (1000, 40), (1040, 40), (1080, 160)]
+        );
+    }
+
+    #[test]
+    fn dts_before_the_timeline_origin_is_raised_keeping_the_pts() {
+        let mut c = Converter::new();
+        c.set_video_parameters(VideoCodec::H264, 90_000, Some((1, 1)), &avcc(), H264_SPS_B2)
+            .unwrap();
+        let mut out = Vec::new();
+        // 1 fps with two reordered pictures: the first DTSs would be 2 s before the origin.
+        for pts in [0, 2, 1, 3] {
+            c.push_video(pts * 90_000, pts == 0, &[0, 0, 0, 1, 0x41], &mut out)
+                .unwrap();
+        }
+        let pics: Vec<&Frame> = out.iter().filter(|f| !f.sequence_header).collect();
+        let dts: Vec<u32> = pics.iter().map(|f| f.timestamp).collect();
+        assert_eq!(dts, vec![0, 0, 1000, 2000]);
+        let pts: Vec<i64> = pics
+            .iter()
+            .map(|f| i64::from(f.timestamp) + i64::from(f.composition_offset))
+            .collect();
+        assert_eq!(pts, vec![1000, 3000, 2000, 4000]);
     }
 
     #[test]
