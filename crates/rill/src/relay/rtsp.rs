@@ -172,7 +172,7 @@ impl RtspSource {
         let mut source = RtspSource {
             url: shown.clone(),
             password: password.clone(),
-            // Replaced right below once PLAY succeeds; a placeholder would need a fake session.
+            // PLAY, then retina's demuxer: the stream of depacketised frames.
             session: Box::pin(
                 tokio::time::timeout(
                     REQUEST_TIMEOUT,
