@@ -20,6 +20,7 @@ pub mod file;
 mod pull;
 mod push;
 pub mod rtsp;
+pub mod rtsp_frames;
 mod source;
 
 use std::collections::HashMap;
