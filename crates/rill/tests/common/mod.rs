@@ -617,6 +617,7 @@ impl Drop for BackgroundViewer {
 /// Real-browser tests: Debian's Chromium driven through Playwright by the Node scripts in
 /// `tests/browser` (play.js, play-hls.js, play-file.js), which print one JSON line per case.
 pub mod relay_peers;
+pub mod rtsp_peer;
 
 pub mod browser {
     use std::path::{Path, PathBuf};
