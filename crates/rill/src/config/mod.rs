@@ -55,6 +55,9 @@ pub struct RtmpConfig {
     pub max_chunk_size: u32,
     /// Most simultaneous RTMP connections.
     pub max_connections: usize,
+    /// Most simultaneous RTMP (and RTMPS) connections from one client address, so one host cannot
+    /// take every slot. A load tool on one host needs more.
+    pub max_connections_per_ip: usize,
     /// Upper bound of the GOP cache in bytes.
     pub gop_cache_max_bytes: usize,
     /// Upper bound of the GOP cache in frames.
@@ -77,6 +80,7 @@ impl Default for RtmpConfig {
             max_message_size: 16 * 1024 * 1024,
             max_chunk_size: 16 * 1024 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 1000,
             gop_cache_max_bytes: 64 * 1024 * 1024,
             gop_cache_max_frames: 8192,
             viewer_queue: 1024,
@@ -96,6 +100,9 @@ pub struct HttpConfig {
     pub allow_origin: String,
     /// Most simultaneous HTTP connections.
     pub max_connections: usize,
+    /// Most simultaneous HTTP (and HTTPS) connections from one client address. Players behind
+    /// one NAT share an address; a load tool on one host needs more.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -106,6 +113,7 @@ impl Default for HttpConfig {
             mediaroot: "./media".into(),
             allow_origin: "*".into(),
             max_connections: 10_000,
+            max_connections_per_ip: 1000,
         }
     }
 }
@@ -494,6 +502,12 @@ impl Config {
         }
         if self.http.max_connections == 0 {
             return bad("http.max_connections", "must be at least 1".into());
+        }
+        if r.max_connections_per_ip == 0 {
+            return bad("rtmp.max_connections_per_ip", "must be at least 1".into());
+        }
+        if self.http.max_connections_per_ip == 0 {
+            return bad("http.max_connections_per_ip", "must be at least 1".into());
         }
         let a = &self.auth;
         if a.api && (a.api_user.is_empty() || a.api_pass.is_empty()) {
