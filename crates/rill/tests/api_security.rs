@@ -178,6 +178,12 @@ async fn with_api_auth_basic_auth_decides() {
         assert_eq!(r.status, 401);
         assert!(server.is_publishing("live", "cam"));
 
+        // A route without a login of its own (nobody registered it) still asks for one.
+        let r = http_request(http, "PUT", "/api/admin/anything", None, Body::None).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+        let r = http_request(http, "PUT", "/api/admin/anything", Some(LOGIN), Body::None).await;
+        // Through to the router, which has no such route (405: it matches a media path).
+        assert!(matches!(r.status, 404 | 405), "{}: {}", r.status, r.text());
         let r = http_request(
             http,
             "POST",

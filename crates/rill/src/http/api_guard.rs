@@ -1,7 +1,8 @@
 //! Who may change things through the API. Reading (`GET`, `HEAD`, and `OPTIONS` for CORS
 //! preflights) stays open, as in Node-Media-Server; every other method under `/api` (kicks, relay
 //! and recording control, whatever is added later) is refused unless `auth.api` is on (then Basic
-//! auth decides) or the request comes from a loopback address and `auth.api_loopback` is on.
+//! auth decides, checked here too, so a route added without its own login is still covered) or
+//! the request comes from a loopback address and `auth.api_loopback` is on.
 //!
 //! The check is one layer on the whole HTTP router, keyed on the path, so a route added by any
 //! sub-router under `/api` is covered without having to remember it. It runs on plain HTTP and
@@ -14,19 +15,22 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::basic_auth::BasicAuth;
 use super::conn::Peer;
 use crate::config::AuthConfig;
 
 /// What the guard does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Passed on (to Basic auth when `auth.api` is on, else to the handler).
+    /// Passed on to the handler.
     Allow,
+    /// Passed on only with the right Basic auth credentials (`auth.api` is on).
+    Login,
     /// Refused with 403.
     Deny,
 }
 
-/// The part of the configuration the guard needs, copied out so the layer's state is small.
+/// The part of the configuration the rule needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// `auth.api`: Basic auth protects the API, so the guard steps aside.
@@ -40,6 +44,24 @@ impl Policy {
         Policy {
             api_auth: auth.api,
             loopback: auth.api_loopback,
+        }
+    }
+}
+
+/// The layer's state: the rule and, with `auth.api`, the login it asks for.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    policy: Policy,
+    login: Option<BasicAuth>,
+}
+
+impl Guard {
+    pub fn new(auth: &AuthConfig) -> Self {
+        Guard {
+            policy: Policy::new(auth),
+            login: auth
+                .api
+                .then(|| BasicAuth::new("rill", &auth.api_user, &auth.api_pass)),
         }
     }
 }
@@ -63,8 +85,11 @@ fn is_loopback(ip: IpAddr) -> bool {
 /// The rule itself. `peer` is `None` when the connection's address is unknown (a router driven
 /// without the listener, as an embedding program might): treated as remote, so unknown means no.
 pub fn decide(policy: Policy, peer: Option<IpAddr>, method: &Method, path: &str) -> Decision {
-    if !is_api_path(path) || is_read_only(method) || policy.api_auth {
+    if !is_api_path(path) || is_read_only(method) {
         return Decision::Allow;
+    }
+    if policy.api_auth {
+        return Decision::Login;
     }
     match peer {
         Some(ip) if policy.loopback && is_loopback(ip) => Decision::Allow,
@@ -85,7 +110,8 @@ fn refusal_text(policy: Policy, peer: Option<IpAddr>) -> &'static str {
 }
 
 /// The middleware: refuses mutating API requests the policy does not allow, with one warning.
-pub async fn guard(State(policy): State<Policy>, req: Request, next: Next) -> Response {
+pub async fn guard(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    let policy = guard.policy;
     let peer = req
         .extensions()
         .get::<ConnectInfo<Peer>>()
@@ -93,6 +119,14 @@ pub async fn guard(State(policy): State<Policy>, req: Request, next: Next) -> Re
     let ip = peer.map(|a| a.ip());
     match decide(policy, ip, req.method(), req.uri().path()) {
         Decision::Allow => next.run(req).await,
+        Decision::Login => match &guard.login {
+            Some(login) if login.check(req.headers().get(header::AUTHORIZATION)) => {
+                next.run(req).await
+            }
+            Some(login) => login.challenge(),
+            // `auth.api` without a login cannot be configured (validation); refuse anyway.
+            None => (StatusCode::FORBIDDEN, "forbidden\n").into_response(),
+        },
         Decision::Deny => {
             // The path only: a query may carry a signature or other secrets.
             let peer_text = peer.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
@@ -203,7 +237,7 @@ mod tests {
         for peer in [ip("192.0.2.1"), ip("127.0.0.1"), None] {
             assert_eq!(
                 decide(AUTH, peer, &Method::POST, "/api/relay/pull"),
-                Decision::Allow
+                Decision::Login
             );
         }
     }

@@ -38,7 +38,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         // On the whole router, not on each API sub-router: a route added under `/api` later is
         // guarded without anyone having to remember to.
         .layer(axum::middleware::from_fn_with_state(
-            api_guard::Policy::new(&ctx.config.auth),
+            api_guard::Guard::new(&ctx.config.auth),
             api_guard::guard,
         ));
     if origin.is_empty() {
