@@ -412,11 +412,13 @@ host = "127.0.0.1"
 port = $RTMP_PORT
 chunk_size = 60000
 gop_cache = true
+max_connections_per_ip = 10000   # every viewer of the load tool comes from 127.0.0.1
 
 [http]
 host = "127.0.0.1"
 port = $HTTP_PORT
 mediaroot = "$dir/media"
+max_connections_per_ip = 10000
 
 [delivery]
 write = "$mode"

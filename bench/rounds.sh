@@ -84,7 +84,7 @@ NGINX
         mpid=$SPID
         ;;
     *)
-        printf '[rtmp]\nport = %s\n[http]\nport = %s\n[delivery]\nwrite = "%s"\n' "$rtmp" "$http" "$target" >"$dir/rill.toml"
+        printf '[rtmp]\nport = %s\nmax_connections_per_ip = 10000\n[http]\nport = %s\nmax_connections_per_ip = 10000\n[delivery]\nwrite = "%s"\n' "$rtmp" "$http" "$target" >"$dir/rill.toml"
         target/release/rill -c "$dir/rill.toml" --log-level warn >"$dir/server.log" 2>&1 &
         SPID=$!
         sleep 0.5

@@ -17,7 +17,8 @@ struct Args {
     /// Log level or filter (e.g. `info`, `debug`, `rill=debug`); RUST_LOG is used when absent.
     #[arg(short, long, env = "RILL_LOG_LEVEL")]
     log_level: Option<String>,
-    /// Print the default configuration as TOML and exit.
+    /// Print the configuration in effect (the defaults, or the file's values over them) as TOML,
+    /// secrets shown as `***`, and exit.
     #[arg(long)]
     print_config: bool,
     /// Check the configuration and exit.
@@ -27,10 +28,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.print_config {
-        print!("{}", Config::default_toml());
-        return ExitCode::SUCCESS;
-    }
     let filter = match &args.log_level {
         Some(level) => EnvFilter::try_new(level),
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
@@ -53,6 +50,11 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
+    if args.print_config {
+        // The configuration in effect, secrets hidden: people paste this into bug reports.
+        print!("{}", config.redacted_toml());
+        return ExitCode::SUCCESS;
+    }
     if args.check {
         println!("configuration OK");
         return ExitCode::SUCCESS;

@@ -48,6 +48,10 @@ pub struct Context {
     /// The RTMP listener's address (what the relays' local URLs name, and what a relay must not
     /// come back to).
     pub rtmp_addr: SocketAddr,
+    /// Open RTMP and RTMPS connections per client address (`rtmp.max_connections_per_ip`).
+    pub rtmp_per_ip: crate::control::limits::PerIp,
+    /// Open HTTP and HTTPS connections per client address (`http.max_connections_per_ip`).
+    pub http_per_ip: crate::control::limits::PerIp,
 }
 
 /// Entry point of the library.
@@ -156,6 +160,8 @@ impl ServerBuilder {
         let hooks = Hooks::new(self.handlers, &config.hooks);
         let sign = SignPolicy::new(&config.auth);
         let shutdown = CancellationToken::new();
+        let rtmp_per_ip = crate::control::limits::PerIp::new(config.rtmp.max_connections_per_ip);
+        let http_per_ip = crate::control::limits::PerIp::new(config.http.max_connections_per_ip);
         let ctx = Arc::new(Context {
             config,
             hub,
@@ -168,6 +174,8 @@ impl ServerBuilder {
             tasks: TaskTracker::new(),
             relays: crate::relay::Relays::default(),
             rtmp_addr,
+            rtmp_per_ip,
+            http_per_ip,
         });
         // Recordings a crash interrupted are playable fragmented MP4s: give them their names.
         let mediaroot = std::path::PathBuf::from(&ctx.config.http.mediaroot);

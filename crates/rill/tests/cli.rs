@@ -1,5 +1,6 @@
 //! The `rill` command itself, as an operator starts it: the open-files limit it raises at start-up
-//! (and the warning when even the hard limit cannot hold the configured connection limits).
+//! (and the warning when even the hard limit cannot hold the configured connection limits), and
+//! `--print-config`, which shows the configuration in effect without its secrets.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -122,4 +123,91 @@ fn warns_when_the_hard_limit_cannot_hold_the_connection_limits() {
         !lines.iter().any(|l| l.contains("limit raised")),
         "{lines:#?}"
     );
+}
+
+/// Runs `rill ARGS` to its end (within 15 s) and returns its stdout.
+fn run_to_end(args: &[&std::ffi::OsStr]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rill");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reaper = Reaper(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        let _ = tx.send(text);
+    });
+    let text = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("rill --print-config did not finish");
+    drop(reaper);
+    text
+}
+
+#[test]
+fn print_config_shows_the_file_in_effect_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rill.toml");
+    std::fs::write(
+        &config,
+        r#"
+[http]
+port = 8123
+[auth]
+api = true
+api_user = "admin"
+api_pass = "api-pass-1"
+play = true
+secret = "sign-secret-2"
+secrets = ["old-secret-3"]
+[hooks]
+secret = "hook-secret-4"
+pre_publish = ["http://hook:url-pass-5@127.0.0.1:9000/p"]
+[[relay.tasks]]
+app = "cam"
+mode = "static"
+edge = "rtsp://admin:cam-pass-6@192.0.2.10:554/ch1"
+name = "door"
+"#,
+    )
+    .unwrap();
+    let out = run_to_end(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--print-config".as_ref(),
+    ]);
+    for secret in [
+        "api-pass-1",
+        "sign-secret-2",
+        "old-secret-3",
+        "hook-secret-4",
+        "url-pass-5",
+        "cam-pass-6",
+    ] {
+        assert!(!out.contains(secret), "{secret} printed:\n{out}");
+    }
+    let parsed: toml::Value = toml::from_str(&out).expect("the output is TOML");
+    assert_eq!(
+        parsed["http"]["port"].as_integer(),
+        Some(8123),
+        "the file's values"
+    );
+    assert_eq!(parsed["auth"]["api_pass"].as_str(), Some("***"));
+    assert_eq!(parsed["auth"]["secret"].as_str(), Some("***"));
+    assert_eq!(parsed["auth"]["secrets"][0].as_str(), Some("***"));
+    assert_eq!(parsed["hooks"]["secret"].as_str(), Some("***"));
+    assert_eq!(parsed["auth"]["api_user"].as_str(), Some("admin"));
+    assert_eq!(parsed["auth"]["api_loopback"].as_bool(), Some(true));
+
+    // Without a file: the defaults, where nothing is set and so nothing is masked.
+    let out = run_to_end(&["--print-config".as_ref()]);
+    assert!(!out.contains("***"), "{out}");
+    let parsed: toml::Value = toml::from_str(&out).expect("the output is TOML");
+    assert_eq!(parsed["auth"]["secret"].as_str(), Some(""));
+    assert_eq!(parsed["http"]["port"].as_integer(), Some(8000));
 }

@@ -12,6 +12,9 @@ mod trans;
 pub use relay::{RelayConfig, RelayMode, RelayTask, RtspTransport, SourceKind};
 pub use trans::{RecordFormat, SegmentFormat, SegmentSettings, Storage, TransConfig, TransTask};
 
+/// What `--print-config` shows in place of a secret.
+pub const MASK: &str = "***";
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -52,6 +55,9 @@ pub struct RtmpConfig {
     pub max_chunk_size: u32,
     /// Most simultaneous RTMP connections.
     pub max_connections: usize,
+    /// Most simultaneous RTMP (and RTMPS) connections from one client address, so one host cannot
+    /// take every slot. A load tool on one host needs more.
+    pub max_connections_per_ip: usize,
     /// Upper bound of the GOP cache in bytes.
     pub gop_cache_max_bytes: usize,
     /// Upper bound of the GOP cache in frames.
@@ -74,6 +80,7 @@ impl Default for RtmpConfig {
             max_message_size: 16 * 1024 * 1024,
             max_chunk_size: 16 * 1024 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 1000,
             gop_cache_max_bytes: 64 * 1024 * 1024,
             gop_cache_max_frames: 8192,
             viewer_queue: 1024,
@@ -93,6 +100,9 @@ pub struct HttpConfig {
     pub allow_origin: String,
     /// Most simultaneous HTTP connections.
     pub max_connections: usize,
+    /// Most simultaneous HTTP (and HTTPS) connections from one client address. Players behind
+    /// one NAT share an address; a load tool on one host needs more.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -103,6 +113,7 @@ impl Default for HttpConfig {
             mediaroot: "./media".into(),
             allow_origin: "*".into(),
             max_connections: 10_000,
+            max_connections_per_ip: 1000,
         }
     }
 }
@@ -237,13 +248,22 @@ impl Config {
 }
 
 /// `[auth]`: URL signing for publish/play, and Basic auth for the API (Node-Media-Server keys).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+///
+/// Reading the API (`GET`/`HEAD`) is open unless `api` is set, as in Node-Media-Server. Changing
+/// things through it (any other method under `/api`: kicks, relays, recordings, and whatever is
+/// added later) is refused with 403 unless `api` is set (then Basic auth decides), or the client
+/// is on a loopback address and `api_loopback` is set (the default). Behind a reverse proxy on the
+/// same host every request looks local: there set `api_loopback = false` and use `api`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Protect `/api/*` (and the admin page) with HTTP Basic auth.
+    /// Protect `/api/*` and `/metrics` (and the admin page) with HTTP Basic auth.
     pub api: bool,
     pub api_user: String,
     pub api_pass: String,
+    /// Without `api`: let clients on a loopback address (127.0.0.0/8, ::1) change things through
+    /// the API. Everyone else is refused.
+    pub api_loopback: bool,
     /// Require a valid `sign` on play (RTMP, HTTP-FLV, WS-FLV, playlists).
     pub play: bool,
     /// Require a valid `sign` on publish.
@@ -252,6 +272,21 @@ pub struct AuthConfig {
     pub secret: String,
     /// More accepted secrets, for key rotation (old and new valid at once).
     pub secrets: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            api: false,
+            api_user: String::new(),
+            api_pass: String::new(),
+            api_loopback: true,
+            play: false,
+            publish: false,
+            secret: String::new(),
+            secrets: Vec::new(),
+        }
+    }
 }
 
 /// `[hooks]`: HTTP webhooks per event (URL lists; camelCase names accepted too).
@@ -323,6 +358,22 @@ impl HooksConfig {
             K::DoneRecord => &self.done_record,
         }
     }
+
+    fn urls_mut(&mut self, kind: crate::control::hooks::EventKind) -> &mut Vec<String> {
+        use crate::control::hooks::EventKind as K;
+        match kind {
+            K::PreConnect => &mut self.pre_connect,
+            K::PostConnect => &mut self.post_connect,
+            K::DoneConnect => &mut self.done_connect,
+            K::PrePublish => &mut self.pre_publish,
+            K::PostPublish => &mut self.post_publish,
+            K::DonePublish => &mut self.done_publish,
+            K::PrePlay => &mut self.pre_play,
+            K::PostPlay => &mut self.post_play,
+            K::DonePlay => &mut self.done_play,
+            K::DoneRecord => &mut self.done_record,
+        }
+    }
 }
 
 /// A configuration that cannot be used, with the key it is about.
@@ -378,9 +429,41 @@ impl Config {
         Ok(config)
     }
 
-    /// The default configuration as TOML (what `rill --print-config` shows).
+    /// The default configuration as TOML (what `rill --print-config` shows without `--config`).
     pub fn default_toml() -> String {
         toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    }
+
+    /// This configuration as TOML with its secrets hidden (what `rill --print-config` shows): safe
+    /// to paste into a bug report, not to run with.
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string_pretty(&self.redacted()).unwrap_or_default()
+    }
+
+    /// A copy with every secret that is set replaced by `***`: the signing secrets, the API
+    /// password, the webhook key, and passwords and queries in relay and webhook URLs (an RTSP
+    /// camera's `user:pass@`, a `?token=`). Empty values stay empty, so the output still shows
+    /// what is not set.
+    pub fn redacted(&self) -> Config {
+        fn hide(s: &mut String) {
+            if !s.is_empty() {
+                *s = MASK.to_owned();
+            }
+        }
+        let mut c = self.clone();
+        hide(&mut c.auth.secret);
+        c.auth.secrets.iter_mut().for_each(hide);
+        hide(&mut c.auth.api_pass);
+        hide(&mut c.hooks.secret);
+        for kind in crate::control::hooks::EventKind::ALL {
+            for url in c.hooks.urls_mut(kind) {
+                *url = crate::relay::masked(url);
+            }
+        }
+        for task in &mut c.relay.tasks {
+            task.edge = crate::relay::masked(&task.edge);
+        }
+        c
     }
 
     /// Checks values that parse but make no sense.
@@ -419,6 +502,12 @@ impl Config {
         }
         if self.http.max_connections == 0 {
             return bad("http.max_connections", "must be at least 1".into());
+        }
+        if r.max_connections_per_ip == 0 {
+            return bad("rtmp.max_connections_per_ip", "must be at least 1".into());
+        }
+        if self.http.max_connections_per_ip == 0 {
+            return bad("http.max_connections_per_ip", "must be at least 1".into());
         }
         let a = &self.auth;
         if a.api && (a.api_user.is_empty() || a.api_pass.is_empty()) {
@@ -543,6 +632,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("rtmp.ping_timeout"), "{e}");
+    }
+
+    #[test]
+    fn redacted_hides_every_secret_that_is_set() {
+        let c = Config::from_toml(
+            r#"
+[auth]
+api = true
+api_user = "admin"
+api_pass = "pass-1"
+publish = true
+secret = "sign-2"
+secrets = ["old-3", ""]
+[hooks]
+secret = "hmac-4"
+pre_publish = ["http://u:hook-5@127.0.0.1:9000/p?token=tok-6"]
+[[relay.tasks]]
+app = "cam"
+mode = "static"
+edge = "rtsp://admin:cam-7@192.0.2.10:554/ch1"
+name = "door"
+"#,
+            "t",
+        )
+        .unwrap();
+        let text = c.redacted_toml();
+        for secret in [
+            "pass-1", "sign-2", "old-3", "hmac-4", "hook-5", "tok-6", "cam-7",
+        ] {
+            assert!(!text.contains(secret), "{secret} shown:\n{text}");
+        }
+        let r = c.redacted();
+        assert_eq!(r.auth.api_pass, MASK);
+        assert_eq!(r.auth.secret, MASK);
+        assert_eq!(r.auth.secrets, [MASK, ""], "an empty entry stays empty");
+        assert_eq!(r.hooks.secret, MASK);
+        assert_eq!(r.auth.api_user, "admin", "not a secret");
+        assert_eq!(r.relay.tasks[0].edge, "rtsp://admin:***@192.0.2.10:554/ch1");
+        assert!(r.hooks.pre_publish[0].starts_with("http://u:***@127.0.0.1:9000/p"));
+        // Nothing set, nothing masked: the defaults print as they are.
+        assert_eq!(Config::default().redacted(), Config::default());
+    }
+
+    #[test]
+    fn api_loopback_is_on_by_default() {
+        let c = Config::default();
+        assert!(!c.auth.api && c.auth.api_loopback);
+        let c = Config::from_toml("[auth]\napi_loopback = false\n", "t").unwrap();
+        assert!(!c.auth.api_loopback);
     }
 
     #[test]

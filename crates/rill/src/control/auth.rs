@@ -66,13 +66,18 @@ pub fn check_sign(
     }
 }
 
-/// Equality that takes the same time wherever the first difference is.
+/// Equality that takes the same time wherever the first difference is (only the lengths, which
+/// are public here, may show). Every secret comparison in Rill goes through this: URL signatures,
+/// the API's Basic auth ([`crate::http::basic_auth`]) and webhook signatures
+/// ([`super::webhooks::verify`]).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    let mut diff = u8::from(a.len() != b.len());
     for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
+        // `black_box` keeps the optimiser from proving that the loop may stop at the first
+        // difference and turning it into an early exit.
+        diff = std::hint::black_box(diff | (x ^ y));
     }
-    diff == 0
+    std::hint::black_box(diff) == 0
 }
 
 /// What is being signed for.
@@ -245,6 +250,36 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(!constant_time_eq(b"", b"a"));
         assert!(constant_time_eq(b"", b""));
+        // A difference anywhere, in any bit, is seen.
+        let a = [0x5au8; 32];
+        for i in 0..a.len() {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!constant_time_eq(&a, &b), "byte {i} bit {bit}");
+            }
+        }
+        // Lengths that differ by a multiple of 256 are still unequal (no truncation).
+        assert!(!constant_time_eq(&[0u8; 256], &[]));
+        assert!(!constant_time_eq(&[0u8; 300], &[0u8; 44]));
+    }
+
+    #[test]
+    fn a_hash_wrong_in_its_first_or_last_digit_is_a_mismatch() {
+        let good = sign_hash("/live/a", 4_000_000_000, "s");
+        for i in [0, 31] {
+            let mut bad = good.clone().into_bytes();
+            bad[i] = if bad[i] == b'0' { b'1' } else { b'0' };
+            let q = format!("sign=4000000000-{}", String::from_utf8(bad).unwrap());
+            assert_eq!(
+                check_sign(&q, "/live/a", &["other", "s"], 0),
+                Err(SignError::Mismatch),
+                "digit {i}"
+            );
+        }
+        let q = format!("sign=4000000000-{good}");
+        assert_eq!(check_sign(&q, "/live/a", &["s", "other"], 0), Ok(()));
+        assert_eq!(check_sign(&q, "/live/a", &["other", "s"], 0), Ok(()));
     }
 
     #[test]

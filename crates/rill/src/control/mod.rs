@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod gate;
 pub mod hooks;
+pub mod limits;
 pub mod metrics;
 pub mod sessions;
 pub mod stats;

@@ -1,6 +1,7 @@
 //! HTTP webhooks: Rill POSTs each event as JSON to the URLs configured for it. For `pre*` events a
 //! non-2xx answer, an error or a timeout refuses the session. With `hooks.secret` set, the body is
-//! signed (`X-Rill-Signature: sha256=<hex HMAC-SHA256(secret, body)>`) so the receiver can trust it.
+//! signed (`X-Rill-Signature: sha256=<hex HMAC-SHA256(secret, body)>`) so the receiver can trust it;
+//! [`verify`] checks such a header in constant time, for receivers written in Rust.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -106,9 +107,70 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
         .collect()
 }
 
+/// Whether `header` (an `X-Rill-Signature` value, `sha256=<hex>`) is the signature of `body`
+/// under `secret`: for webhook receivers written in Rust. The MAC is compared in constant time
+/// (by the `hmac` crate's `verify_slice`), so a forger learns nothing from how long a wrong guess
+/// took to be refused.
+pub fn verify(secret: &[u8], body: &[u8], header: &str) -> bool {
+    let Some(given) = header.trim().strip_prefix("sha256=").and_then(from_hex) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+/// Hex (either case) to bytes; `None` for an odd length or a non-hex digit.
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_accepts_only_the_right_signature() {
+        let body = br#"{"event":"prePublish","id":7}"#;
+        let good = format!("sha256={}", sign(b"shared", body));
+        assert!(verify(b"shared", body, &good));
+        assert!(verify(
+            b"shared",
+            body,
+            &good.to_uppercase().replace("SHA256=", "sha256=")
+        ));
+        assert!(!verify(b"other", body, &good), "wrong key");
+        assert!(!verify(b"shared", b"{}", &good), "other body");
+        let mut flipped = good.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        assert!(!verify(
+            b"shared",
+            body,
+            std::str::from_utf8(&flipped).unwrap()
+        ));
+        for bad in [
+            "",
+            "sha256=",
+            "sha1=00",
+            &good[7..],
+            &good[..good.len() - 2],
+            "sha256=zz",
+            "sha256=abc",
+        ] {
+            assert!(!verify(b"shared", body, bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn hmac_matches_rfc_4231_case_2() {

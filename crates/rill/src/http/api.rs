@@ -13,7 +13,9 @@
 //!
 //! With `auth.api`, every route here (metrics included: Prometheus scrapers speak Basic auth, and
 //! stream names and traffic are no less sensitive there) requires Basic auth; media routes stay
-//! open. Node-Media-Server has no metrics; everything else keeps its field names.
+//! open. Without `auth.api`, the `DELETE` routes (and every other change under `/api`) are for
+//! loopback clients only, and only with `auth.api_loopback` (see [`super::api_guard`]).
+//! Node-Media-Server has no metrics; everything else keeps its field names.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

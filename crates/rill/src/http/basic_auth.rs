@@ -44,10 +44,9 @@ fn digest(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
-/// Equality of two digests without an early exit.
+/// Equality of two digests without an early exit (the crate's one constant-time comparison).
 fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    crate::control::auth::constant_time_eq(a, b)
 }
 
 impl BasicAuth {
@@ -184,9 +183,22 @@ mod tests {
     #[test]
     fn ct_eq_compares_every_byte() {
         let a = digest(b"x");
-        let mut b = a;
-        assert!(ct_eq(&a, &b));
-        b[31] ^= 1;
-        assert!(!ct_eq(&a, &b));
+        assert!(ct_eq(&a, &a.clone()));
+        for i in 0..32 {
+            let mut b = a;
+            b[i] ^= 1;
+            assert!(!ct_eq(&a, &b), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn user_and_password_are_both_compared_as_digests() {
+        // A right user with a wrong password and the reverse both fail, whatever the lengths:
+        // the comparison is of fixed-size digests, so a length never shows.
+        let a = BasicAuth::new("rill", "admin", "pw");
+        assert!(!a.check(Some(&header("admin:pw-but-longer"))));
+        assert!(!a.check(Some(&header("x:pw"))));
+        assert!(!a.check(Some(&header(&format!("admin:{}", "p".repeat(1000))))));
+        assert!(a.check(Some(&header("admin:pw"))));
     }
 }

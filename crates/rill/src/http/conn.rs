@@ -1,4 +1,4 @@
-//! The plain HTTP port: an accept loop bounded in open connections. A connection whose first
+//! The plain HTTP port: an accept loop bounded in open connections, in all and per client address. A connection whose first
 //! request is a `GET` of an `.flv` stream (HTTP-FLV or WS-FLV) is served directly on the socket
 //! ([`super::direct`]); every other one goes to hyper and the router (HTTP/1.1, h2c).
 
@@ -43,15 +43,39 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
         let Some((socket, peer)) = crate::io::accept(&listener, &ctx.shutdown, "http").await else {
             return;
         };
+        let Some(per_ip) = ctx.http_per_ip.try_acquire(peer.ip()) else {
+            // A fresh socket's send buffer is empty, so this never blocks; the answer is best
+            // effort (the client may already have sent its request, or gone).
+            let _ = socket.try_write(TOO_MANY_FROM_PEER);
+            refused_per_ip(&ctx, peer, "http");
+            continue;
+        };
         let (app, ctx2) = (app.clone(), ctx.clone());
         ctx.tasks.spawn(async move {
             match direct::detect(&socket).await {
                 Some(request) => direct::serve(socket, peer, ctx2, request).await,
                 None => hyper_connection(socket, peer, app, &ctx2.shutdown).await,
             }
-            drop(permit);
+            drop((permit, per_ip));
         });
     }
+}
+
+/// What a client over `http.max_connections_per_ip` gets before its connection is closed.
+const TOO_MANY_FROM_PEER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 56\r\nConnection: close\r\n\r\ntoo many connections from your address, try again later\n";
+
+/// Counts and logs a connection refused by the per-address limit (one line per refusal).
+pub(super) fn refused_per_ip(ctx: &Context, peer: SocketAddr, port: &'static str) {
+    ctx.sessions
+        .counters
+        .refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(
+        %peer,
+        limit = ctx.http_per_ip.limit(),
+        "{port} connection refused: http.max_connections_per_ip reached for this address"
+    );
 }
 
 /// Serves one connection with hyper and the router until it ends, or until shortly after

@@ -1,8 +1,9 @@
 //! The HTTP listener and router: HTTP-FLV and WS-FLV on `/{app}/{stream}.flv`, the API under
 //! `/api` and `/metrics` (see [`api`]), CORS as configured, 404 for unknown paths and 405 for wrong
-//! methods.
+//! methods. Mutating API requests pass through [`api_guard`] first.
 
 mod api;
+pub mod api_guard;
 pub mod basic_auth;
 mod conn;
 mod direct;
@@ -33,7 +34,13 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(ctx.clone())
         .merge(api::router(ctx.clone()))
-        .merge(recordings::router(ctx));
+        .merge(recordings::router(ctx.clone()))
+        // On the whole router, not on each API sub-router: a route added under `/api` later is
+        // guarded without anyone having to remember to.
+        .layer(axum::middleware::from_fn_with_state(
+            api_guard::Guard::new(&ctx.config.auth),
+            api_guard::guard,
+        ));
     if origin.is_empty() {
         return router;
     }

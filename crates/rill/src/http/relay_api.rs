@@ -12,7 +12,8 @@
 //!
 //! Bodies are JSON or `application/x-www-form-urlencoded`; a missing field is a 400. Unlike NMS,
 //! the relays of the configuration are listed too, and each also reports `state`, `restarts`,
-//! `last_error`, `bytes` and `started_at` (extra fields an NMS client ignores).
+//! `last_error`, `bytes` and `started_at` (extra fields an NMS client ignores). The `POST` and
+//! `DELETE` routes go through [`super::api_guard`] like every change under `/api`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

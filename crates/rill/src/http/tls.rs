@@ -25,6 +25,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAccept
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        let Some(per_ip) = ctx.http_per_ip.try_acquire(peer.ip()) else {
+            super::conn::refused_per_ip(&ctx, peer, "https");
+            continue;
+        };
         let (app, acceptor, ctx2) = (app.clone(), acceptor.clone(), ctx.clone());
         ctx.tasks.spawn(async move {
             let tls = match crate::tls::accept(&acceptor, socket, handshake, &ctx2.shutdown).await {
@@ -32,7 +36,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAccept
                 Err(e) => return refused(&ctx2, peer, &e),
             };
             super::conn::hyper_connection(tls, peer, app, &ctx2.shutdown).await;
-            drop(permit);
+            drop((permit, per_ip));
         });
     }
 }

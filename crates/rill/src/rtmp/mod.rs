@@ -1,4 +1,5 @@
-//! The RTMP listener: accepts connections (bounded in number) and runs one session task each.
+//! The RTMP listener: accepts connections (bounded in number, in all and per client address) and
+//! runs one session task each.
 
 mod play;
 mod session;
@@ -23,6 +24,18 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcce
             tracing::warn!(%peer, "rtmp connection refused: max_connections reached");
             continue;
         };
+        let Some(per_ip) = ctx.rtmp_per_ip.try_acquire(peer.ip()) else {
+            ctx.sessions
+                .counters
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                %peer,
+                limit = ctx.rtmp_per_ip.limit(),
+                "rtmp connection refused: rtmp.max_connections_per_ip reached for this address"
+            );
+            continue;
+        };
         let ctx2 = ctx.clone();
         let tls = tls.clone();
         let nodelay = crate::io::NodelaySwitch::new(&socket);
@@ -37,7 +50,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcce
                     }
                 }
             }
-            drop(permit);
+            drop((permit, per_ip));
         });
     }
 }
