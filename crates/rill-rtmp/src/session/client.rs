@@ -220,6 +220,19 @@ impl ClientSession {
             ("audioCodecs", Amf0Value::Number(4071.0)),
             ("videoCodecs", Amf0Value::Number(252.0)),
             ("videoFunction", Amf0Value::Number(1.0)),
+            // Enhanced RTMP: the codecs this client takes beyond the legacy ids, so that a
+            // server which sends them only to clients that ask (as the spec lets it) does.
+            (
+                "fourCcList",
+                Amf0Value::StrictArray(
+                    [
+                        "av01", "vp09", "hvc1", "Opus", "fLaC", "ac-3", "ec-3", "mp4a",
+                    ]
+                    .into_iter()
+                    .map(Amf0Value::string)
+                    .collect(),
+                ),
+            ),
         ]);
         self.wire.send_command(0, "connect", 1.0, &object, &[]);
         self.next_txn = 2.0;

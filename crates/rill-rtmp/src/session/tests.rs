@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use super::client::{ClientEvent, ClientSession, ClientSessionConfig};
 use super::server::{PublishMode, ServerEvent, ServerSession, ServerSessionConfig};
 use super::MediaKind;
+use crate::amf0::Amf0Value;
 use crate::handshake::HandshakeKind;
 
 /// Moves bytes both ways until neither side has anything to say; returns the server's events.
@@ -54,8 +55,18 @@ fn connected_pair(kind: HandshakeKind, split: usize) -> (ServerSession, ClientSe
     let events = pump(&mut server, &mut client, split);
     match &events[..] {
         [ServerEvent::Connect {
-            app, query, tc_url, ..
+            app,
+            query,
+            tc_url,
+            object,
         }] => {
+            // The client asks for the Enhanced RTMP codecs it takes (relays pass them on).
+            let Some(Amf0Value::StrictArray(fourcc)) = object.get("fourCcList") else {
+                panic!("no fourCcList in {object:?}");
+            };
+            for codec in ["av01", "vp09", "hvc1", "Opus"] {
+                assert!(fourcc.iter().any(|v| v.as_str() == Some(codec)), "{codec}");
+            }
             assert_eq!(app, "live");
             assert_eq!(query, "token=abc");
             assert_eq!(tc_url.as_deref(), Some("rtmp://127.0.0.1/live?token=abc"));
