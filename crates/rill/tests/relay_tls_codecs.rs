@@ -1,7 +1,8 @@
 //! Relays over RTMPS and with Enhanced RTMP codecs: a static pull from an `rtmps://` origin with a
 //! self-signed certificate (refused with `relay.tls_verify = true`, taken with `false`), and HEVC
 //! published by the modern ffmpeg as Enhanced RTMP that reaches an edge's viewer (pull on play) and
-//! a push target with its codec and its FourCC headers intact.
+//! a push target with its codec and its FourCC headers intact; a pull on play carries its viewer's
+//! query to the origin, shows in `/metrics`, and refuses the viewer cleanly when nothing comes.
 
 mod common;
 
@@ -176,6 +177,53 @@ async fn enhanced_rtmp_hevc_through_pull_and_push() {
         let pushed = video_frames(&rtmp_url(&target, "copy", "hevc"), 30).await;
         assert_enhanced_hevc(&pushed, "pushed to the target");
         assert_eq!(pushed[0].payload, Bytes::clone(&pulled[0].payload));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_on_play_passes_the_viewers_query_and_shows_in_metrics() {
+    bounded(async {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let origin = rill::Server::builder(rill::Config::loopback_ephemeral())
+            .on_pre_play(move |e: rill::Event| {
+                let record = record.clone();
+                async move {
+                    record.lock().unwrap().push(e.args.clone());
+                    Ok(())
+                }
+            })
+            .start()
+            .await
+            .expect("origin");
+        let edge = server(&format!(
+            "[relay]\nplay_wait = 3\n[[relay.tasks]]\napp = \"live\"\nmode = \"pull\"\nedge = \"rtmp://127.0.0.1:{}\"\n",
+            origin.rtmp_addr().port()
+        ))
+        .await;
+        // Nobody publishes on the origin: the viewer waits, and meanwhile the pull is listed.
+        let url = format!("{}?token=abc", rtmp_url(&edge, "live", "s"));
+        let viewer = tokio::spawn(async move { rill::client::RtmpPlayer::connect(&url).await });
+        let asked = wait_until(Duration::from_secs(5), || {
+            seen.lock().unwrap().iter().any(|args| args.get("token").map(String::as_str) == Some("abc"))
+        })
+        .await;
+        assert!(asked, "the origin's prePlay never saw the viewer's query: {:?}", seen.lock().unwrap());
+        let metrics = http_request(edge.http_addr(), "GET", "/metrics", None, Body::None).await;
+        let text = metrics.text();
+        assert!(
+            text.lines().any(|l| l.starts_with("rill_relay_up{") && l.contains("mode=\"pull\"") && l.contains("stream=\"s\"")),
+            "{text}"
+        );
+        assert!(text.contains("rill_relays{mode=\"pull\",state=\"connecting\"} 1"), "{text}");
+        // No picture within play_wait: a clean refusal.
+        let refused = tokio::time::timeout(Duration::from_secs(10), viewer)
+            .await
+            .expect("the viewer was held past play_wait")
+            .expect("task");
+        let e = refused.err().expect("refused").to_string();
+        assert!(e.contains("StreamNotFound"), "{e}");
     })
     .await;
 }

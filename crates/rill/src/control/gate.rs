@@ -214,7 +214,7 @@ impl Gate<'_> {
         let query = queries.first().copied().unwrap_or("");
         let event = Self::event(EventKind::PrePlay, s, app, name, query);
         self.pre(&event).await?;
-        let sub = self.subscribe(app, name).await?;
+        let sub = self.subscribe(app, name, query).await?;
         s.attach(app, name, Some(Role::Player), query);
         self.ctx.hooks.notify(event.as_kind(EventKind::PostPlay));
         Ok(Playing {
@@ -247,7 +247,7 @@ impl Gate<'_> {
         for e in [&connect, &play] {
             self.pre(e).await?;
         }
-        let sub = self.subscribe(app, name).await?;
+        let sub = self.subscribe(app, name, query).await?;
         session.attach(app, name, Some(Role::Player), query);
         let hooks = &self.ctx.hooks;
         hooks.notify(connect.as_kind(EventKind::PostConnect));
@@ -265,11 +265,11 @@ impl Gate<'_> {
     }
 
     /// Subscribes; a stream that nobody publishes here but a pull relay can bring is started
-    /// and waited for (up to `relay.play_wait`), so the viewer starts on a picture or gets a
+    /// (with this viewer's query, where an upstream's `sign` or token rides) and waited for (up to `relay.play_wait`), so the viewer starts on a picture or gets a
     /// clean "not found".
-    async fn subscribe(&self, app: &str, name: &str) -> Result<Subscription, Refusal> {
+    async fn subscribe(&self, app: &str, name: &str, query: &str) -> Result<Subscription, Refusal> {
         let sub = self.ctx.hub.subscribe(app, name);
-        if !self.ctx.relays.demand(self.ctx, app, name) {
+        if !self.ctx.relays.demand(self.ctx, app, name, query) {
             return Ok(sub);
         }
         let limit = Duration::from_secs(self.ctx.config.relay.play_wait);

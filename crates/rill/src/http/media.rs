@@ -38,7 +38,7 @@ pub async fn serve(
             return (status, "unauthorized\n").into_response();
         }
     }
-    let Some(store) = store(&ctx, &app, &stream, is_playlist).await else {
+    let Some(store) = store(&ctx, &app, &stream, &query, is_playlist).await else {
         return recorded(&ctx, &app, &stream, &file, req).await;
     };
     match file.as_str() {
@@ -57,8 +57,14 @@ pub async fn serve(
 /// The HLS/DASH output of `app/stream`. A request for a stream that a pull relay can bring
 /// starts the pull (and keeps it running while requests come); a playlist request waits for the
 /// stream's output up to `relay.play_wait`.
-async fn store(ctx: &Arc<Context>, app: &str, stream: &str, wait: bool) -> Option<Arc<MediaStore>> {
-    let pulled = ctx.relays.touch(ctx, app, stream);
+async fn store(
+    ctx: &Arc<Context>,
+    app: &str,
+    stream: &str,
+    query: &str,
+    wait: bool,
+) -> Option<Arc<MediaStore>> {
+    let pulled = ctx.relays.touch(ctx, app, stream, query);
     if let Some(store) = ctx.outputs.store(app, stream) {
         return Some(store);
     }

@@ -297,11 +297,12 @@ impl Relays {
     }
 
     /// A viewer wants `app/name`, which may not be published here: if a pull task covers the app,
-    /// makes sure one upstream pull of it runs and returns true (the viewer waits for it).
+    /// makes sure one upstream pull of it runs (a new one carries this viewer's `query` to the
+    /// upstream) and returns true (the viewer waits for it).
     /// Called after the viewer subscribed, so a pull that is retiring either sees the viewer and
     /// stays, or is gone (its publish ended) before this looks — never in between; a stream
     /// published here by anyone else is left alone.
-    pub fn demand(&self, ctx: &Arc<Context>, app: &str, name: &str) -> bool {
+    pub fn demand(&self, ctx: &Arc<Context>, app: &str, name: &str, query: &str) -> bool {
         let Some(task) = ctx
             .config
             .relay
@@ -320,7 +321,11 @@ impl Relays {
                 // Published here by somebody else: nothing to pull.
                 return false;
             }
-            let url = pull_source(&task.edge, app, name);
+            let mut url = pull_source(&task.edge, app, name);
+            if !query.is_empty() {
+                url.push('?');
+                url.push_str(query);
+            }
             let local = ctx.local_url(app, name);
             let relay = Self::entry(
                 &mut map,
@@ -341,8 +346,8 @@ impl Relays {
 
     /// An HLS/DASH client asked for `app/name`'s files; for a pulled stream, also what
     /// [`Relays::demand`] does.
-    pub fn touch(&self, ctx: &Arc<Context>, app: &str, name: &str) -> bool {
-        if !self.demand(ctx, app, name) {
+    pub fn touch(&self, ctx: &Arc<Context>, app: &str, name: &str, query: &str) -> bool {
+        if !self.demand(ctx, app, name, query) {
             return false;
         }
         let target = ctx
