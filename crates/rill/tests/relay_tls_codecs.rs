@@ -2,7 +2,8 @@
 //! self-signed certificate (refused with `relay.tls_verify = true`, taken with `false`), and HEVC
 //! published by the modern ffmpeg as Enhanced RTMP that reaches an edge's viewer (pull on play) and
 //! a push target with its codec and its FourCC headers intact; a pull on play carries its viewer's
-//! query to the origin, shows in `/metrics`, and refuses the viewer cleanly when nothing comes.
+//! query to the origin, shows in `/metrics`, and refuses the viewer cleanly when nothing comes; a
+//! pull of a dead origin stops retrying once nobody waits for it.
 
 mod common;
 
@@ -224,6 +225,37 @@ async fn pull_on_play_passes_the_viewers_query_and_shows_in_metrics() {
             .expect("task");
         let e = refused.err().expect("refused").to_string();
         assert!(e.contains("StreamNotFound"), "{e}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_on_play_of_a_dead_origin_gives_up_once_nobody_waits() {
+    bounded(async {
+        let dead = common::relay_peers::free_port();
+        let edge = server(&format!(
+            "[relay]\nplay_wait = 2\n[[relay.tasks]]\napp = \"live\"\nmode = \"pull\"\nedge = \"rtmp://127.0.0.1:{dead}\"\n"
+        ))
+        .await;
+        let started = std::time::Instant::now();
+        let r = rill::client::RtmpPlayer::connect(&rtmp_url(&edge, "live", "s")).await;
+        let e = r.err().expect("refused").to_string();
+        assert!(e.contains("StreamNotFound"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // Nobody watches any more: the relay is gone by its next retry, and stays gone.
+        let mut gone = false;
+        for _ in 0..40 {
+            let r = http_request(edge.http_addr(), "GET", "/api/relay", None, Body::None).await;
+            if r.json() == serde_json::json!({}) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(gone, "the pull of a dead origin kept retrying with nobody watching");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let r = http_request(edge.http_addr(), "GET", "/api/relay", None, Body::None).await;
+        assert_eq!(r.json(), serde_json::json!({}));
     })
     .await;
 }
