@@ -227,29 +227,13 @@ impl NginxRtmp {
 /// second; 440 Hz AAC at 44.1 kHz). The container follows the extension (`.flv`, `.mp4`; MP4 gets
 /// its `moov` first). Panics with ffmpeg's words if it fails.
 pub async fn make_clip(ffmpeg: &Path, path: &Path, seconds: u32) {
-    let mut cmd = Command::new(ffmpeg);
-    cmd.args([
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-y",
-    ])
-    .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-    .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-    .args([
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-    ])
-    .args([
-        "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-    ])
-    .args(["-t", &seconds.to_string()]);
+    let mut cmd = super::ffmpeg_test_source(ffmpeg, (1280, 720), 30, 44100, false);
+    cmd.arg("-y")
+        .args(super::X264_LIVE)
+        .args([
+            "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        ])
+        .args(["-t", &seconds.to_string()]);
     if path.extension().is_some_and(|e| e == "mp4") {
         cmd.args(["-movflags", "+faststart"]);
     }
