@@ -117,22 +117,6 @@ impl Reply {
     }
 }
 
-/// Undoes `Transfer-Encoding: chunked`.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size_text = std::str::from_utf8(&raw[..line_end]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
-    }
-}
-
 /// A request with `Connection: close`, read to the end of the response.
 async fn request(addr: SocketAddr, method: &str, path: &str, login: Option<(&str, &str)>) -> Reply {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -177,7 +161,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, login: Option<(&str
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
     {
-        reply.body = dechunk(&reply.body);
+        reply.body = dechunk(&reply.body).expect("a chunked body");
     }
     reply
 }

@@ -150,13 +150,7 @@ async fn run(cases: &[Case]) {
     for t in &config.trans.tasks {
         assert!(t.problem().is_none(), "{:?}", t.problem());
     }
-    let server = timeout(
-        Duration::from_secs(10),
-        rill::Server::builder(config).start(),
-    )
-    .await
-    .expect("server start timed out")
-    .expect("server failed to start");
+    let server = common::start_server_from(config).await;
     let http_port = server.http_addr().port();
     let rtmp_port = server.rtmp_addr().port();
 

@@ -75,13 +75,7 @@ async fn start_with(task: TransTask, mediaroot: Option<&Path>) -> rill::ServerHa
     if let Some(root) = mediaroot {
         config.http.mediaroot = root.to_string_lossy().into_owned();
     }
-    timeout(
-        Duration::from_secs(10),
-        rill::Server::builder(config).start(),
-    )
-    .await
-    .expect("server start timed out")
-    .expect("server failed to start")
+    start_server_from(config).await
 }
 
 async fn publish(server: &rill::ServerHandle, stream: &str, seconds: u32) -> Child {
@@ -175,21 +169,6 @@ fn parse_response(raw: &[u8], head: bool) -> Option<Resp> {
         headers,
         body,
     })
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
 }
 
 fn url(server: &rill::ServerHandle, stream: &str, file: &str) -> String {

@@ -79,16 +79,6 @@ fn config(extra: &str) -> rill::Config {
     config_on(0, extra)
 }
 
-async fn start(config: rill::Config) -> ServerHandle {
-    timeout(
-        Duration::from_secs(10),
-        rill::Server::builder(config).start(),
-    )
-    .await
-    .expect("server start timed out")
-    .expect("server failed to start")
-}
-
 /// A plain server (no relay) whose RTMP listener is on `port`: an origin or target coming back on
 /// the port its peers know. The old listener has just closed, so the bind is retried for 5 s.
 async fn restart_on(
@@ -140,24 +130,6 @@ async fn kill(mut child: Child) {
 // ---------------------------------------------------------------------------------------------
 // Polling
 // ---------------------------------------------------------------------------------------------
-
-/// Polls the async `check` every 100 ms; true as soon as it holds, false once `limit` has passed.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Samples `probe` every 100 ms in the background until [`Watch::stop`].
 struct Watch<T> {
@@ -254,6 +226,17 @@ impl Api {
         self.relay(app, name, mode)
             .await
             .map(|r| r["state"].as_str().unwrap_or("<not a string>").to_owned())
+    }
+
+    /// Whether the relay reports a lost peer (`backing_off` or `connecting`) within 8 s.
+    async fn reports_loss(self, app: &str, name: &str, mode: &str) -> bool {
+        eventually(Duration::from_secs(8), || async move {
+            matches!(
+                self.relay_state(app, name, Some(mode)).await.as_deref(),
+                Some("backing_off" | "connecting")
+            )
+        })
+        .await
     }
 
     /// `GET /api/streams` → `[app][stream]`, `Null` when the stream is not listed.
@@ -490,7 +473,7 @@ async fn pull_on_play_one_upstream_play_shared_by_every_viewer() {
         let origin_api = Api::of(&origin);
         let _publisher = publish_live(&origin, APP, "cam", 85).await;
         let origin_port = origin.rtmp_addr().port();
-        let edge = start(config(&format!(
+        let edge = start_server_from(config(&format!(
             r#"
 [relay]
 idle_timeout = 2
@@ -669,7 +652,7 @@ async fn pull_on_play_of_a_stream_the_origin_lacks_is_refused_after_play_wait() 
         let origin = start_server().await;
         let origin_api = Api::of(&origin);
         let origin_port = origin.rtmp_addr().port();
-        let edge = start(config(&format!(
+        let edge = start_server_from(config(&format!(
             r#"
 [relay]
 idle_timeout = 1
@@ -749,7 +732,7 @@ async fn static_pull_survives_an_origin_restart() {
         let origin_port = origin.rtmp_addr().port();
         let publisher = publish_live(&origin, APP, "cam", 85).await;
         let source = format!("rtmp://127.0.0.1:{origin_port}/{APP}/cam");
-        let edge = start(config(&format!(
+        let edge = start_server_from(config(&format!(
             r#"
 [relay]
 
@@ -797,15 +780,7 @@ name = "relayed"
         tokio::time::sleep(Duration::from_millis(500)).await;
         drop(publisher);
         origin.shutdown().await;
-        let noticed = eventually(Duration::from_secs(8), || async move {
-            matches!(
-                api.relay_state(APP, "relayed", Some("static"))
-                    .await
-                    .as_deref(),
-                Some("backing_off" | "connecting")
-            )
-        })
-        .await;
+        let noticed = api.reports_loss(APP, "relayed", "static").await;
         assert!(
             noticed,
             "the relay did not report the lost origin: {:?}",
@@ -864,7 +839,7 @@ async fn static_relay_of_flv_and_mp4_files_loops() {
             mp4.display().to_string(),
             ffmpeg.display().to_string(),
         );
-        let server = start(config(&format!(
+        let server = start_server_from(config(&format!(
             r#"
 [relay]
 ffmpeg = "{ffmpeg}"
@@ -963,7 +938,7 @@ async fn push_on_publish_to_another_rill_survives_a_target_restart() {
         let seen = Publishes::default();
         let target = start_target(0, &seen).await;
         let target_port = target.rtmp_addr().port();
-        let source = start(config(&format!(
+        let source = start_server_from(config(&format!(
             r#"
 [relay]
 
@@ -1021,13 +996,7 @@ appendName = false
 
         // The target goes away and comes back on the same port: the push resumes.
         target.shutdown().await;
-        let noticed = eventually(Duration::from_secs(8), || async move {
-            matches!(
-                api.relay_state(APP, "cam", Some("push")).await.as_deref(),
-                Some("backing_off" | "connecting")
-            )
-        })
-        .await;
+        let noticed = api.reports_loss(APP, "cam", "push").await;
         assert!(noticed, "the push relay did not report the lost target");
         let target = start_target(target_port, &seen).await;
         assert!(
@@ -1108,7 +1077,7 @@ async fn push_on_publish_to_nginx_rtmp_survives_an_nginx_restart() {
     let _turn = serial().await;
     bounded(async {
         let mut nginx = NginxRtmp::start().await;
-        let source = start(config(&format!(
+        let source = start_server_from(config(&format!(
             r#"
 [relay]
 
@@ -1144,13 +1113,7 @@ edge = "rtmp://127.0.0.1:{}/live"
 
         let states = watch(move || async move { api.relay_state(APP, "cam", Some("push")).await });
         nginx.kill().await;
-        let noticed = eventually(Duration::from_secs(8), || async move {
-            matches!(
-                api.relay_state(APP, "cam", Some("push")).await.as_deref(),
-                Some("backing_off" | "connecting")
-            )
-        })
-        .await;
+        let noticed = api.reports_loss(APP, "cam", "push").await;
         assert!(noticed, "the push relay did not report the killed nginx");
         nginx.restart().await;
         let back = eventually(Duration::from_secs(15), || async move {
@@ -1209,7 +1172,7 @@ async fn relay_api_creates_lists_gets_and_deletes_under_basic_auth() {
         let mut publisher = spawn_small_publisher(&rtmp_url(&origin, APP, "src"), 85);
         wait_publishing(&origin, APP, "src", &mut publisher).await;
         let src = local_rtmp(&origin, APP, "src");
-        let server = start(config(&format!(
+        let server = start_server_from(config(&format!(
             r#"
 [auth]
 api = true

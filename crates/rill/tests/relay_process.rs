@@ -112,26 +112,11 @@ async fn edge_process_pulls_from_an_origin_process_that_is_killed_and_restarted(
 
         // Nobody watches: the pull ends after idle_timeout, and the origin sees no subscriber.
         drop((a, b));
-        let gone = wait_for(Duration::from_secs(10), || async {
+        let gone = eventually(Duration::from_secs(10), || async {
             subscribers(origin_http, "live", "cam").await.is_empty()
         })
         .await;
         assert!(gone, "the edge still pulls with nobody watching");
     })
     .await;
-}
-
-async fn wait_for<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
 }

@@ -17,11 +17,7 @@ async fn relay_server(camera: &str, extra: &str) -> rill::ServerHandle {
          rtsp_transport = \"tcp\"\n[[trans.tasks]]\napp = \"cctv\"\nhls = true\n\
          hlsFlags = \"[hls_time=1:hls_list_size=4]\"\n{extra}"
     );
-    let mut c = rill::Config::from_toml(&toml, "test").expect("config");
-    let l = rill::Config::loopback_ephemeral();
-    (c.rtmp.host, c.rtmp.port) = (l.rtmp.host, 0);
-    (c.http.host, c.http.port) = (l.http.host, 0);
-    rill::Server::builder(c).start().await.expect("start")
+    start_server_with(&toml).await
 }
 
 fn probe_codecs(probe: &serde_json::Value) -> (String, String, u64, u64) {

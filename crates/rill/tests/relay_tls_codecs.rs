@@ -15,16 +15,6 @@ use common::*;
 use rill_media::codec::{Codec, VideoCodec};
 use rill_media::{Frame, FrameKind};
 
-/// A server from TOML (on ephemeral loopback ports whatever the text says about ports).
-async fn server(toml: &str) -> rill::ServerHandle {
-    let mut c = rill::Config::from_toml(toml, "test").expect("config");
-    let l = rill::Config::loopback_ephemeral();
-    (c.rtmp.host, c.rtmp.port) = (l.rtmp.host, 0);
-    (c.http.host, c.http.port) = (l.http.host, 0);
-    (c.rtmps.host, c.rtmps.port) = (l.rtmps.host, 0);
-    rill::Server::builder(c).start().await.expect("start")
-}
-
 /// The relays the API lists for `app/name`.
 async fn relays(server: &rill::ServerHandle, app: &str, name: &str) -> Vec<serde_json::Value> {
     let path = format!("/api/relay/{app}/{name}");
@@ -44,7 +34,7 @@ async fn static_pull_from_an_rtmps_origin() {
         let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
         std::fs::write(&cert_path, cert.cert.pem()).unwrap();
         std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-        let origin = server(&format!(
+        let origin = start_server_with(&format!(
             "[rtmps]\ncert = {:?}\nkey = {:?}\n",
             cert_path.display().to_string(),
             key_path.display().to_string()
@@ -56,8 +46,8 @@ async fn static_pull_from_an_rtmps_origin() {
         let task = |name: &str| {
             format!("[[relay.tasks]]\napp = \"live\"\nmode = \"static\"\nedge = \"{source}\"\nname = \"{name}\"\n")
         };
-        let trusting = server(&format!("[relay]\ntls_verify = false\n{}", task("tls"))).await;
-        let strict = server(&task("strict")).await;
+        let trusting = start_server_with(&format!("[relay]\ntls_verify = false\n{}", task("tls"))).await;
+        let strict = start_server_with(&task("strict")).await;
 
         assert!(
             wait_until(Duration::from_secs(15), || trusting.is_publishing("live", "tls")).await,
@@ -145,7 +135,7 @@ async fn enhanced_rtmp_hevc_through_pull_and_push() {
     bounded(async {
         let origin = start_server().await;
         let target = start_server().await;
-        let edge = server(&format!(
+        let edge = start_server_with(&format!(
             "[[relay.tasks]]\napp = \"live\"\nmode = \"pull\"\nedge = \"rtmp://127.0.0.1:{}\"\n\
              [[relay.tasks]]\napp = \"live\"\nmode = \"push\"\nedge = \"rtmp://127.0.0.1:{}/copy\"\n",
             origin.rtmp_addr().port(),
@@ -198,7 +188,7 @@ async fn pull_on_play_passes_the_viewers_query_and_shows_in_metrics() {
             .start()
             .await
             .expect("origin");
-        let edge = server(&format!(
+        let edge = start_server_with(&format!(
             "[relay]\nplay_wait = 3\n[[relay.tasks]]\napp = \"live\"\nmode = \"pull\"\nedge = \"rtmp://127.0.0.1:{}\"\n",
             origin.rtmp_addr().port()
         ))
@@ -233,7 +223,7 @@ async fn pull_on_play_passes_the_viewers_query_and_shows_in_metrics() {
 async fn a_pull_on_play_of_a_dead_origin_gives_up_once_nobody_waits() {
     bounded(async {
         let dead = common::relay_peers::free_port();
-        let edge = server(&format!(
+        let edge = start_server_with(&format!(
             "[relay]\nplay_wait = 2\n[[relay.tasks]]\napp = \"live\"\nmode = \"pull\"\nedge = \"rtmp://127.0.0.1:{dead}\"\n"
         ))
         .await;
@@ -243,15 +233,12 @@ async fn a_pull_on_play_of_a_dead_origin_gives_up_once_nobody_waits() {
         assert!(e.contains("StreamNotFound"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         // Nobody watches any more: the relay is gone by its next retry, and stays gone.
-        let mut gone = false;
-        for _ in 0..40 {
-            let r = http_request(edge.http_addr(), "GET", "/api/relay", None, Body::None).await;
-            if r.json() == serde_json::json!({}) {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let addr = edge.http_addr();
+        let gone = eventually(Duration::from_secs(8), || async move {
+            let r = http_request(addr, "GET", "/api/relay", None, Body::None).await;
+            r.json() == serde_json::json!({})
+        })
+        .await;
         assert!(gone, "the pull of a dead origin kept retrying with nobody watching");
         tokio::time::sleep(Duration::from_secs(3)).await;
         let r = http_request(edge.http_addr(), "GET", "/api/relay", None, Body::None).await;

@@ -139,16 +139,6 @@ fn tls_config(cert: &Path, key: &Path) -> rill::Config {
     config
 }
 
-async fn start(config: rill::Config) -> rill::ServerHandle {
-    timeout(
-        Duration::from_secs(10),
-        rill::Server::builder(config).start(),
-    )
-    .await
-    .expect("server start timed out")
-    .expect("server failed to start")
-}
-
 fn https_port(server: &rill::ServerHandle) -> u16 {
     server.https_addr().expect("HTTPS is not enabled").port()
 }
@@ -424,7 +414,7 @@ async fn rtmps_publish_https_flv_and_plain_rtmp_play() {
         let t0 = Instant::now();
         let pki = Pki::new("main");
         let (cert, key) = pki.install(&pki.leaf("rill-test-server", 1));
-        let server = start(tls_config(&cert, &key)).await;
+        let server = start_server_from(tls_config(&cert, &key)).await;
 
         let mut publisher = spawn_ffmpeg_publisher(&rtmps_url(&server), 40);
         wait_publishing(&server, APP, STREAM, &mut publisher).await;
@@ -498,7 +488,7 @@ async fn wss_flv_viewer_demuxes_the_stream() {
         let t0 = Instant::now();
         let pki = Pki::new("wss");
         let (cert, key) = pki.install(&pki.leaf("rill-test-wss", 2));
-        let server = start(tls_config(&cert, &key)).await;
+        let server = start_server_from(tls_config(&cert, &key)).await;
         let mut publisher = spawn_ffmpeg_publisher(&rtmps_url(&server), 30);
         wait_publishing(&server, APP, STREAM, &mut publisher).await;
 
@@ -592,7 +582,7 @@ async fn plain_text_and_stalled_clients_on_tls_ports_are_dropped() {
         let t0 = Instant::now();
         let pki = Pki::new("refuse");
         let (cert, key) = pki.install(&pki.leaf("rill-test-refuse", 3));
-        let server = start(tls_config(&cert, &key)).await;
+        let server = start_server_from(tls_config(&cert, &key)).await;
         let https = server.https_addr().unwrap();
         let rtmps = server.rtmps_addr().unwrap();
         let mut publisher = spawn_ffmpeg_publisher(&rtmps_url(&server), 40);
@@ -733,7 +723,7 @@ async fn certificates_reload_for_new_connections_only() {
         );
         assert!(a.der != b.der && b.der != c.der && a.der != c.der);
         let (cert, key) = pki.install(&a);
-        let server = start(tls_config(&cert, &key)).await;
+        let server = start_server_from(tls_config(&cert, &key)).await;
         let https = server.https_addr().unwrap();
         let rtmps = server.rtmps_addr().unwrap();
         let publisher = publish_live(&server, APP, STREAM, 50).await;
@@ -894,7 +884,7 @@ async fn unusable_certificate_files_fail_start_up_naming_them() {
             eprintln!("[tls] mismatch error: {e}");
         }
         // And with the right files it starts.
-        let server = start(https(&cert, &key)).await;
+        let server = start_server_from(https(&cert, &key)).await;
         assert!(server.https_addr().is_some() && server.rtmps_addr().is_none());
         server.shutdown().await;
         eprintln!("[tls] test 6 total {:?}", t0.elapsed());

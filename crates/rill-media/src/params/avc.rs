@@ -1,13 +1,15 @@
 //! H.264/AVC: the AVCDecoderConfigurationRecord (`avcC`, ISO/IEC 14496-15 §5.3.3) and the
 //! sequence parameter set it carries (ITU-T H.264 §7.3.2.1.1), read far enough to get the
-//! profile, level, cropped picture size and VUI frame rate.
+//! profile, level, cropped picture size, VUI frame rate and reorder depth.
 
 use super::bits::{unescape_rbsp, BitReader};
-use super::sps::{chroma_subsampling, cropped, skip_vui_description, vui_timing};
+use super::sps::{chroma_subsampling, cropped, skip_vui_description, usable_rate, vui_timing_info};
 use super::{ParamsError, VideoParams};
 use crate::codec::VideoCodec;
 
 const WHAT: &str = "AVC";
+/// The largest decoded picture buffer, and so reorder depth, any H.264 level allows (§A.3.1).
+const MAX_DPB_FRAMES: u32 = 16;
 
 /// What the first SPS of an `avcC` says.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,33 @@ pub struct AvcSps {
     pub height: u32,
     /// `time_scale / (2 * num_units_in_tick)` from the VUI, when present.
     pub fps: Option<f64>,
+    pub pic_order_cnt_type: u32,
+    /// `max_num_reorder_frames` from the VUI's bitstream restriction, when it has one.
+    pub max_num_reorder_frames: Option<u32>,
+    /// The VUI is cut short or invalid after its timing info (HRD parameters, bitstream
+    /// restriction): the frame rate still counts, but `max_num_reorder_frames` is unknown.
+    pub vui_truncated: bool,
+}
+
+impl AvcSps {
+    /// The reorder depth: how many pictures may precede a picture in decode order and follow it
+    /// in output order. `max_num_reorder_frames` when the VUI's bitstream restriction gives it;
+    /// without one, 0 where the stream cannot reorder at all (Baseline-compatible profiles have
+    /// no B slices, and `pic_order_cnt_type` 2 ties output order to decode order), else the
+    /// largest value the DPB allows. Fails when the VUI is cut short before it could tell.
+    pub fn reorder_depth(&self) -> Result<u32, ParamsError> {
+        if self.vui_truncated {
+            return Err(ParamsError::Malformed(WHAT));
+        }
+        if let Some(depth) = self.max_num_reorder_frames {
+            return Ok(depth);
+        }
+        let baseline = self.profile_idc == 66 || self.constraint_flags & 0x40 != 0;
+        if baseline || self.pic_order_cnt_type == 2 {
+            return Ok(0);
+        }
+        Ok(MAX_DPB_FRAMES)
+    }
 }
 
 /// Parses an `avcC` record (the body of a legacy AVC sequence header after its 5-byte header).
@@ -114,7 +143,8 @@ pub fn parse_sps(rbsp: &[u8]) -> Result<AvcSps, ParamsError> {
     }
 
     let _log2_max_frame_num_minus4 = r.ue()?;
-    match r.ue()? {
+    let pic_order_cnt_type = r.ue()?;
+    match pic_order_cnt_type {
         0 => {
             let _log2_max_poc_lsb_minus4 = r.ue()?;
         }
@@ -134,7 +164,7 @@ pub fn parse_sps(rbsp: &[u8]) -> Result<AvcSps, ParamsError> {
         2 => {}
         _ => return Err(r.malformed()),
     }
-    let _max_num_ref_frames = r.ue()?;
+    let max_num_ref_frames = r.ue()?;
     let _gaps_in_frame_num_allowed = r.flag()?;
     let width_mbs = u64::from(r.ue()?) + 1;
     let height_map_units = u64::from(r.ue()?) + 1;
@@ -164,7 +194,11 @@ pub fn parse_sps(rbsp: &[u8]) -> Result<AvcSps, ParamsError> {
         crop_bottom,
     )?;
 
-    let fps = if r.flag()? { vui_fps(&mut r)? } else { None };
+    let (fps, max_num_reorder_frames) = if r.flag()? {
+        read_vui(&mut r, max_num_ref_frames)?
+    } else {
+        (None, Ok(None))
+    };
 
     Ok(AvcSps {
         profile_idc,
@@ -177,6 +211,9 @@ pub fn parse_sps(rbsp: &[u8]) -> Result<AvcSps, ParamsError> {
         width,
         height,
         fps,
+        pic_order_cnt_type,
+        vui_truncated: max_num_reorder_frames.is_err(),
+        max_num_reorder_frames: max_num_reorder_frames.unwrap_or(None),
     })
 }
 
@@ -196,14 +233,82 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), ParamsErr
     Ok(())
 }
 
-/// Reads the VUI up to the timing info. A VUI cut short after the timing info is still fine: the
-/// fields after it (HRD, restrictions) are not needed.
-fn vui_fps(r: &mut BitReader<'_>) -> Result<Option<f64>, ParamsError> {
+/// Reads the VUI (H.264 §E.1.1): the frame rate from its timing info, then
+/// `max_num_reorder_frames` from its bitstream restriction. A VUI cut short (or invalid) after the
+/// timing info still gives the frame rate; only the second value is then an error.
+#[allow(clippy::type_complexity)]
+fn read_vui(
+    r: &mut BitReader<'_>,
+    max_num_ref_frames: u32,
+) -> Result<(Option<f64>, Result<Option<u32>, ParamsError>), ParamsError> {
     skip_vui_description(r)?;
+    let timing = vui_timing_info(r)?;
     // A tick is a field period (H.264 §E.2.1), so a frame lasts two of them.
-    Ok(vui_timing(r)?.map(|(num_units_in_tick, time_scale)| {
+    let fps = usable_rate(timing).map(|(num_units_in_tick, time_scale)| {
         f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick))
-    }))
+    });
+    Ok((
+        fps,
+        vui_reorder_frames(r, timing.is_some(), max_num_ref_frames),
+    ))
+}
+
+/// The VUI after the timing's two numbers: fixed_frame_rate_flag, the HRD parameters, and the
+/// bitstream restriction with `max_num_reorder_frames`.
+fn vui_reorder_frames(
+    r: &mut BitReader<'_>,
+    timing_present: bool,
+    max_num_ref_frames: u32,
+) -> Result<Option<u32>, ParamsError> {
+    if timing_present {
+        let _fixed_frame_rate = r.flag()?;
+    }
+    let nal_hrd = r.flag()?;
+    if nal_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    let vcl_hrd = r.flag()?;
+    if vcl_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    if nal_hrd || vcl_hrd {
+        let _low_delay_hrd = r.flag()?;
+    }
+    let _pic_struct_present = r.flag()?;
+    if !r.flag()? {
+        return Ok(None);
+    }
+    let _motion_vectors_over_pic_boundaries = r.flag()?;
+    // max_bytes_per_pic_denom, max_bits_per_mb_denom, log2_max_mv_length_{horizontal,vertical}.
+    for _ in 0..4 {
+        r.ue()?;
+    }
+    let max_num_reorder_frames = r.ue()?;
+    let max_dec_frame_buffering = r.ue()?;
+    // §E.2.1: max_num_reorder_frames <= max_dec_frame_buffering, which is >= max_num_ref_frames.
+    if max_num_reorder_frames > max_dec_frame_buffering
+        || max_dec_frame_buffering < max_num_ref_frames
+    {
+        return Err(r.malformed());
+    }
+    Ok(Some(max_num_reorder_frames))
+}
+
+/// hrd_parameters(), H.264 §E.1.2: parsed only to get past it.
+fn skip_hrd_parameters(r: &mut BitReader<'_>) -> Result<(), ParamsError> {
+    let cpb_cnt_minus1 = r.ue()?;
+    if cpb_cnt_minus1 > 31 {
+        return Err(r.malformed());
+    }
+    r.skip(8)?; // bit_rate_scale, cpb_size_scale
+    for _ in 0..=cpb_cnt_minus1 {
+        r.ue()?; // bit_rate_value_minus1
+        r.ue()?; // cpb_size_value_minus1
+        r.skip(1)?; // cbr_flag
+    }
+    // initial_cpb_removal_delay_length_minus1, cpb_removal_delay_length_minus1,
+    // dpb_output_delay_length_minus1, time_offset_length: 5 bits each.
+    r.skip(20)
 }
 
 /// The profile name players show, ffprobe-style.
@@ -402,6 +507,111 @@ mod tests {
         assert_eq!(p.fps, Some(60000.0 / 2002.0));
         assert_eq!(p.level, Some(4.0));
         assert_eq!(p.codec_string.as_deref(), Some("avc1.640028"));
+        // The VUI ends after the timing info: the frame rate counts, the reorder depth is unknown.
+        let sps = parse_sps(&rbsp).unwrap();
+        assert!(sps.vui_truncated);
+        assert_eq!(sps.reorder_depth(), Err(ParamsError::Malformed("AVC")));
+    }
+
+    #[test]
+    fn reorder_depth_of_x264_samples() {
+        // x264's B-pyramid declares two reordered pictures; Baseline has no B-frames.
+        for (sample, depth) in [
+            (samples::AVC_720P30_HIGH, 2),
+            (samples::AVC_480P25_BASELINE, 0),
+            (samples::AVC_1080P60_MAIN, 2),
+            (samples::AVC_1080P23_444, 2),
+            (samples::AVC_1080I25_HIGH, 2),
+        ] {
+            let sps = parse_sps(&unescape_rbsp(first_sps(&record(sample)).unwrap())).unwrap();
+            assert!(sps.max_num_reorder_frames.is_some(), "{sample}");
+            assert_eq!(sps.reorder_depth(), Ok(depth), "{sample}");
+        }
+    }
+
+    /// A 16x16 SPS of `profile_idc`/`constraint_flags` with POC type `poc_type` (0 or 2) and
+    /// `max_num_ref_frames` 1, written up to the vui_parameters_present_flag (not included).
+    fn sps_before_vui(profile_idc: u64, constraint_flags: u64, poc_type: u32) -> BitWriter {
+        let mut w = BitWriter::new();
+        w.bits(8, 0x67)
+            .bits(8, profile_idc)
+            .bits(8, constraint_flags)
+            .bits(8, 30)
+            .ue(0);
+        if has_chroma_info(profile_idc as u8) {
+            w.ue(1).ue(0).ue(0).bit(false).bit(false);
+        }
+        w.ue(0).ue(poc_type);
+        if poc_type == 0 {
+            w.ue(0);
+        }
+        w.ue(1)
+            .bit(false)
+            .ue(0)
+            .ue(0)
+            .bit(true)
+            .bit(true)
+            .bit(false);
+        w
+    }
+
+    /// A VUI with only timing info, two NAL HRD CPB specs, and a bitstream restriction.
+    fn vui_with_restriction(w: &mut BitWriter, reorder: u32, dec_buffering: u32) {
+        w.bit(true); // vui_parameters_present_flag
+        w.bits(4, 0).bit(true).bits(32, 1).bits(32, 50).bit(true); // timing, fixed rate
+        w.bit(true).ue(1).bits(4, 2).bits(4, 3); // NAL HRD: two CPB specs
+        for _ in 0..2 {
+            w.ue(5000).ue(8000).bit(false);
+        }
+        w.bits(20, 0x8421).bit(false); // four lengths, no VCL HRD
+        w.bit(true).bit(false); // low_delay_hrd, pic_struct_present
+        w.bit(true).bit(true).ue(2).ue(1).ue(16).ue(16); // bitstream_restriction
+        w.ue(reorder).ue(dec_buffering);
+    }
+
+    #[test]
+    fn reorder_depth_from_the_bitstream_restriction_past_hrd_parameters() {
+        let mut w = sps_before_vui(100, 0, 0);
+        vui_with_restriction(&mut w, 3, 4);
+        let sps = parse_sps(&w.finish_rbsp()).unwrap();
+        assert_eq!(sps.fps, Some(25.0));
+        assert_eq!(sps.max_num_reorder_frames, Some(3));
+        assert_eq!(sps.reorder_depth(), Ok(3));
+        // More reordered pictures than the buffer holds, or a buffer smaller than the
+        // references: the restriction is invalid, so the depth is unknown (the rate still counts).
+        for (reorder, dec_buffering) in [(3, 2), (0, 0)] {
+            let mut w = sps_before_vui(100, 0, 0);
+            vui_with_restriction(&mut w, reorder, dec_buffering);
+            let sps = parse_sps(&w.finish_rbsp()).unwrap();
+            assert_eq!(sps.fps, Some(25.0));
+            assert!(sps.reorder_depth().is_err(), "{reorder} {dec_buffering}");
+        }
+    }
+
+    #[test]
+    fn reorder_depth_without_a_bitstream_restriction() {
+        for (profile_idc, constraint_flags, poc_type, depth) in [
+            // Baseline, and anything Baseline-compatible (constraint_set1): no B slices.
+            (66, 0, 0, 0),
+            (77, 0x40, 0, 0),
+            // POC type 2: output order is decode order.
+            (100, 0, 2, 0),
+            // Otherwise the spec's bound.
+            (77, 0, 0, 16),
+            (100, 0, 0, 16),
+        ] {
+            let mut w = sps_before_vui(profile_idc, constraint_flags, poc_type);
+            w.bit(false);
+            let sps = parse_sps(&w.finish_rbsp()).unwrap();
+            assert_eq!(sps.max_num_reorder_frames, None);
+            assert_eq!(sps.reorder_depth(), Ok(depth), "{profile_idc} {poc_type}");
+        }
+        // A VUI that says it has no restriction.
+        let mut w = sps_before_vui(100, 0, 0);
+        w.bit(true).bits(5, 0).bits(4, 0); // no description or timing; no HRD, pic_struct, restriction
+        let sps = parse_sps(&w.finish_rbsp()).unwrap();
+        assert!(!sps.vui_truncated);
+        assert_eq!(sps.reorder_depth(), Ok(16));
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl<'a> BitReader<'a> {
 
 /// Strips the emulation-prevention bytes (the `03` of every `00 00 03`) from a NAL unit, giving
 /// the RBSP that the bit-level syntax describes. The output is never longer than the input.
-pub(crate) fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {
+pub fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nal.len());
     let mut zeros = 0usize;
     for &b in nal {

@@ -1,6 +1,6 @@
 //! H.265/HEVC: the HEVCDecoderConfigurationRecord (`hvcC`, ISO/IEC 14496-15 §8.3.3) and the
 //! sequence parameter set found in its arrays (ITU-T H.265 §7.3.2.2), read far enough to get the
-//! cropped picture size and the VUI frame rate.
+//! cropped picture size, the VUI frame rate and the reorder depth.
 
 use super::bits::{unescape_rbsp, BitReader};
 use super::sps::{chroma_subsampling, cropped, skip_vui_description, vui_timing};
@@ -35,6 +35,18 @@ pub struct HevcSps {
     pub height: u32,
     /// `time_scale / num_units_in_tick` from the VUI, when present.
     pub fps: Option<f64>,
+    /// `sps_max_num_reorder_pics[HighestTid]`, the highest sub-layer's; `None` when the SPS ends
+    /// (or is invalid) before it.
+    pub max_num_reorder_pics: Option<u32>,
+}
+
+impl HevcSps {
+    /// The reorder depth: how many pictures may precede a picture in decode order and follow it
+    /// in output order, for the whole stream (its highest sub-layer).
+    pub fn reorder_depth(&self) -> Result<u32, ParamsError> {
+        self.max_num_reorder_pics
+            .ok_or(ParamsError::Malformed(WHAT))
+    }
 }
 
 /// Parses an `hvcC` record: profile, tier and level from its header, the picture size and frame
@@ -181,7 +193,15 @@ pub fn parse_sps(rbsp: &[u8]) -> Result<HevcSps, ParamsError> {
     if luma_minus8 > 8 {
         return Err(r.malformed());
     }
-    let fps = rest_of_sps_fps(&mut r, max_sub_layers_minus1).unwrap_or(None);
+    // The reorder depth and the frame rate are not needed for the picture size: an SPS that
+    // fails past this point still gives the size, and just lacks what comes after.
+    let (max_num_reorder_pics, fps) = match sub_layer_ordering(&mut r, max_sub_layers_minus1) {
+        Ok((log2_max_poc_lsb, reorder)) => (
+            Some(reorder),
+            rest_of_sps_fps(&mut r, log2_max_poc_lsb).unwrap_or(None),
+        ),
+        Err(_) => (None, None),
+    };
 
     Ok(HevcSps {
         profile,
@@ -190,15 +210,16 @@ pub fn parse_sps(rbsp: &[u8]) -> Result<HevcSps, ParamsError> {
         width,
         height,
         fps,
+        max_num_reorder_pics,
     })
 }
 
-/// Walks the SPS from log2_max_pic_order_cnt_lsb_minus4 to the VUI timing info. The frame rate
-/// is a nicety, so the caller treats a failure here as "no frame rate", not as a bad SPS.
-fn rest_of_sps_fps(
+/// log2_max_pic_order_cnt_lsb_minus4 and the sub-layer ordering info: returns
+/// Log2MaxPicOrderCntLsb and the highest sub-layer's `sps_max_num_reorder_pics`.
+fn sub_layer_ordering(
     r: &mut BitReader<'_>,
     max_sub_layers_minus1: u32,
-) -> Result<Option<f64>, ParamsError> {
+) -> Result<(u32, u32), ParamsError> {
     // ue() can be up to 2^32 - 2: add without overflowing, the bound below rejects it.
     let log2_max_poc_lsb = r.ue()?.saturating_add(4);
     if log2_max_poc_lsb > 16 {
@@ -210,11 +231,21 @@ fn rest_of_sps_fps(
     } else {
         max_sub_layers_minus1
     };
+    let mut max_num_reorder_pics = 0;
     for _ in first..=max_sub_layers_minus1 {
-        r.ue()?;
-        r.ue()?;
-        r.ue()?;
+        let _max_dec_pic_buffering_minus1 = r.ue()?;
+        max_num_reorder_pics = r.ue()?;
+        let _max_latency_increase_plus1 = r.ue()?;
     }
+    Ok((log2_max_poc_lsb, max_num_reorder_pics))
+}
+
+/// Walks the SPS from the coding block sizes to the VUI timing info. The frame rate is a nicety,
+/// so the caller treats a failure here as "no frame rate", not as a bad SPS.
+fn rest_of_sps_fps(
+    r: &mut BitReader<'_>,
+    log2_max_poc_lsb: u32,
+) -> Result<Option<f64>, ParamsError> {
     for _ in 0..6 {
         // log2_min_luma_coding_block_size_minus3 .. max_transform_hierarchy_depth_intra
         r.ue()?;
@@ -579,6 +610,7 @@ mod tests {
         assert_eq!(sps.profile.profile_idc, 4);
         assert!(sps.profile.tier);
         assert_eq!(sps.profile.level_idc, 153);
+        assert_eq!(sps.reorder_depth(), Ok(2));
 
         // The same SPS inside an hvcC, after a VPS array, with emulation prevention.
         let nal = escape_rbsp(&hand_sps());
@@ -599,6 +631,75 @@ mod tests {
         assert_eq!(p.profile.as_deref(), Some("Range Extensions"));
         assert_eq!(p.level, Some(5.1));
         assert_eq!(p.codec_string.as_deref(), Some("hvc1.4.10.H153.90"));
+    }
+
+    #[test]
+    fn reorder_depth_of_x265_samples() {
+        for sample in [
+            samples::HEVC_720P30_MAIN,
+            samples::HEVC_480P25_MAIN10,
+            samples::HEVC_1080P60_MAIN,
+        ] {
+            let record = hex(sample);
+            let nal = find_sps(&record).unwrap().unwrap();
+            let sps = parse_sps(&unescape_rbsp(nal)).unwrap();
+            // x265's default B-pyramid: two reordered pictures.
+            assert_eq!(sps.reorder_depth(), Ok(2), "{sample}");
+        }
+    }
+
+    /// A 16x16 SPS with `max_sub_layers_minus1` sub-layers and the given sub-layer ordering
+    /// entries `(max_dec_pic_buffering_minus1, max_num_reorder_pics, max_latency_increase_plus1)`,
+    /// ending right after them.
+    fn sps_with_ordering(
+        max_sub_layers_minus1: u32,
+        all: bool,
+        entries: &[(u32, u32, u32)],
+    ) -> Vec<u8> {
+        let mut w = BitWriter::new();
+        w.bits(16, 0x4201)
+            .bits(4, 0)
+            .bits(3, u64::from(max_sub_layers_minus1))
+            .bit(true);
+        w.bits(96, 0);
+        if max_sub_layers_minus1 > 0 {
+            // No sub-layer profile or level, then the reserved bits up to eight.
+            w.bits(2 * max_sub_layers_minus1, 0)
+                .bits(2 * (8 - max_sub_layers_minus1), 0);
+        }
+        w.ue(0)
+            .ue(1)
+            .ue(16)
+            .ue(16)
+            .bit(false)
+            .ue(0)
+            .ue(0)
+            .ue(4)
+            .bit(all);
+        for &(dec, reorder, latency) in entries {
+            w.ue(dec).ue(reorder).ue(latency);
+        }
+        w.finish_rbsp()
+    }
+
+    #[test]
+    fn reorder_depth_is_the_highest_sub_layers() {
+        let sps = parse_sps(&sps_with_ordering(
+            2,
+            true,
+            &[(1, 0, 0), (2, 1, 0), (4, 3, 0)],
+        ))
+        .unwrap();
+        assert_eq!(sps.max_num_reorder_pics, Some(3));
+        assert_eq!(sps.reorder_depth(), Ok(3));
+        // Without sub_layer_ordering_info_present_flag only the highest sub-layer is coded.
+        let sps = parse_sps(&sps_with_ordering(2, false, &[(3, 2, 0)])).unwrap();
+        assert_eq!(sps.reorder_depth(), Ok(2));
+        // Cut short in the ordering info: the size is known, the reorder depth is not.
+        let sps = parse_sps(&sps_with_ordering(2, true, &[(1, 0, 0)])).unwrap();
+        assert_eq!((sps.width, sps.height), (16, 16));
+        assert_eq!(sps.max_num_reorder_pics, None);
+        assert_eq!(sps.reorder_depth(), Err(ParamsError::Malformed("HEVC")));
     }
 
     /// A 4:2:0 SPS without sub-layers, written up to its picture size.

@@ -14,6 +14,8 @@ mod samples;
 mod sps;
 pub mod vp9;
 
+pub use bits::unescape_rbsp;
+
 use crate::codec::{AudioCodec, VideoCodec};
 use crate::flv::{parse_audio_header, parse_video_header, AudioPacket, VideoPacket};
 

@@ -62,17 +62,24 @@ pub(crate) fn skip_vui_description(r: &mut BitReader<'_>) -> Result<(), ParamsEr
     Ok(())
 }
 
-/// timing_info_present_flag and, when set, (num_units_in_tick, time_scale). A zero in either is
-/// treated as absent, since it gives no usable rate. What a tick means differs per codec, so
-/// turning this into frames per second is the caller's business.
-pub(crate) fn vui_timing(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, ParamsError> {
+/// timing_info_present_flag and, when set, (num_units_in_tick, time_scale) as coded.
+pub(crate) fn vui_timing_info(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, ParamsError> {
     if !r.flag()? {
         return Ok(None);
     }
     let num_units_in_tick = r.bits(32)?;
     let time_scale = r.bits(32)?;
-    if num_units_in_tick == 0 || time_scale == 0 {
-        return Ok(None);
-    }
     Ok(Some((num_units_in_tick, time_scale)))
+}
+
+/// The timing info as a rate: a zero in either value is treated as absent, since it gives no
+/// usable rate. What a tick means differs per codec, so turning this into frames per second is
+/// the caller's business.
+pub(crate) fn usable_rate(timing: Option<(u32, u32)>) -> Option<(u32, u32)> {
+    timing.filter(|&(num_units_in_tick, time_scale)| num_units_in_tick != 0 && time_scale != 0)
+}
+
+/// [`vui_timing_info`] as a [`usable_rate`].
+pub(crate) fn vui_timing(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, ParamsError> {
+    Ok(usable_rate(vui_timing_info(r)?))
 }

@@ -152,6 +152,32 @@ impl Gate<'_> {
         })
     }
 
+    /// The signature (from the first of `queries` that has one), then the `pre*` hook `kind`
+    /// with the first query, which it returns with the event.
+    async fn signed_pre<'q>(
+        &self,
+        action: Action,
+        kind: EventKind,
+        s: &SessionInfo,
+        app: &str,
+        name: &str,
+        queries: &[&'q str],
+    ) -> Result<(&'q str, Event), Refusal> {
+        self.check_sign(action, s, app, name, queries)?;
+        let query = queries.first().copied().unwrap_or("");
+        let event = Self::event(kind, s, app, name, query);
+        self.pre(&event).await?;
+        Ok((query, event))
+    }
+
+    /// The admission whose drop fires the `done*` hook of `event`.
+    fn admission(&self, event: Event) -> Admission {
+        Admission {
+            _done: Done::new(&self.ctx.hooks, event),
+            _connect: None,
+        }
+    }
+
     /// `preConnect`, then `postConnect`; `doneConnect` when the admission drops.
     pub async fn admit_connect(
         &self,
@@ -163,10 +189,7 @@ impl Gate<'_> {
         self.pre(&event).await?;
         s.attach(app, "", None, query);
         self.ctx.hooks.notify(event.as_kind(EventKind::PostConnect));
-        Ok(Admission {
-            _done: Done::new(&self.ctx.hooks, event),
-            _connect: None,
-        })
+        Ok(self.admission(event))
     }
 
     /// Signature (from the first of `queries` that has one), `prePublish`, the hub's publisher
@@ -178,10 +201,16 @@ impl Gate<'_> {
         name: &str,
         queries: &[&str],
     ) -> Result<Publishing, Refusal> {
-        self.check_sign(Action::Publish, s, app, name, queries)?;
-        let query = queries.first().copied().unwrap_or("");
-        let event = Self::event(EventKind::PrePublish, s, app, name, query);
-        self.pre(&event).await?;
+        let (query, event) = self
+            .signed_pre(
+                Action::Publish,
+                EventKind::PrePublish,
+                s,
+                app,
+                name,
+                queries,
+            )
+            .await?;
         let publisher = self
             .ctx
             .hub
@@ -194,10 +223,7 @@ impl Gate<'_> {
         self.ctx.hooks.notify(event.as_kind(EventKind::PostPublish));
         Ok(Publishing {
             publisher,
-            admission: Admission {
-                _done: Done::new(&self.ctx.hooks, event),
-                _connect: None,
-            },
+            admission: self.admission(event),
         })
     }
 
@@ -210,19 +236,15 @@ impl Gate<'_> {
         name: &str,
         queries: &[&str],
     ) -> Result<Playing, Refusal> {
-        self.check_sign(Action::Play, s, app, name, queries)?;
-        let query = queries.first().copied().unwrap_or("");
-        let event = Self::event(EventKind::PrePlay, s, app, name, query);
-        self.pre(&event).await?;
+        let (query, event) = self
+            .signed_pre(Action::Play, EventKind::PrePlay, s, app, name, queries)
+            .await?;
         let sub = self.subscribe(app, name, query).await?;
         s.attach(app, name, Some(Role::Player), query);
         self.ctx.hooks.notify(event.as_kind(EventKind::PostPlay));
         Ok(Playing {
             sub,
-            admission: Admission {
-                _done: Done::new(&self.ctx.hooks, event),
-                _connect: None,
-            },
+            admission: self.admission(event),
         })
     }
 
@@ -265,8 +287,8 @@ impl Gate<'_> {
     }
 
     /// Subscribes; a stream that nobody publishes here but a pull relay can bring is started
-    /// (with this viewer's query, where an upstream's `sign` or token rides) and waited for (up to `relay.play_wait`), so the viewer starts on a picture or gets a
-    /// clean "not found".
+    /// (with this viewer's query, where an upstream's `sign` or token rides) and waited for (up
+    /// to `relay.play_wait`), so the viewer starts on a picture or gets a clean "not found".
     async fn subscribe(&self, app: &str, name: &str, query: &str) -> Result<Subscription, Refusal> {
         let sub = self.ctx.hub.subscribe(app, name);
         if !self.ctx.relays.demand(self.ctx, app, name, query) {

@@ -19,6 +19,7 @@ pub mod child;
 pub mod file;
 mod pull;
 mod push;
+mod retry;
 pub mod rtsp;
 pub mod rtsp_frames;
 mod source;

@@ -5,6 +5,7 @@
 //! Each upstream connection is one local publish: a reconnect is an unpublish and a republish,
 //! which viewers already ride through (they stay, and the hub continues their timestamps).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use crate::control::sessions::Protocol;
 use crate::server::Context;
 
 use super::backoff::Backoff;
+use super::retry::{self, End};
 use super::source::{Source, Upstream};
 use super::{Relay, RelayState};
 
@@ -22,49 +24,43 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a pull on play looks whether anybody still watches.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
-/// How one upstream connection ended.
-enum End {
-    /// Try again after the backoff.
-    Retry(String),
-    /// The relay is over (deleted, shut down, retired, or it would loop).
-    Stop,
+pub(super) async fn run(ctx: Arc<Context>, relay: Arc<Relay>, source: Source) {
+    let pull = Pull {
+        ctx: &ctx,
+        relay: &relay,
+        source: &source,
+        unwatched_since: None,
+    };
+    retry::run(&ctx, &relay, pull).await;
 }
 
-pub(super) async fn run(ctx: Arc<Context>, relay: Arc<Relay>, source: Source) {
-    let mut backoff = Backoff::new(seed(&relay.id));
-    let on_demand = relay.mode == RelayMode::Pull;
-    let mut unwatched_since: Option<Instant> = None;
-    loop {
-        relay.set_state(RelayState::Connecting);
-        let end = tokio::select! {
-            end = session(&ctx, &relay, &source, &mut backoff, &mut unwatched_since) => end,
-            _ = relay.stop.cancelled() => End::Stop,
-        };
-        let error = match end {
-            End::Stop => break,
-            End::Retry(e) => e,
-        };
-        relay.failed(error);
-        relay
-            .restarts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // No retries while nobody watches a stream pulled on play.
-        if on_demand
-            && ctx
-                .relays
-                .retire_if_unwatched(&ctx, &relay, &mut None::<()>)
-        {
-            break;
-        }
-        relay.set_state(RelayState::BackingOff);
-        let delay = backoff.failed(Instant::now());
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = relay.stop.cancelled() => break,
-        }
+struct Pull<'a> {
+    ctx: &'a Arc<Context>,
+    relay: &'a Arc<Relay>,
+    source: &'a Source,
+    /// Since when a pull on play has had no viewer (kept across reconnects).
+    unwatched_since: Option<Instant>,
+}
+
+impl retry::Connect for Pull<'_> {
+    fn connect(&mut self, backoff: &mut Backoff) -> impl Future<Output = End> + Send {
+        session(
+            self.ctx,
+            self.relay,
+            self.source,
+            backoff,
+            &mut self.unwatched_since,
+        )
     }
-    relay.set_state(RelayState::Stopped);
-    ctx.relays.map().retain(|_, r| !Arc::ptr_eq(r, &relay));
+
+    /// No retries while nobody watches a stream pulled on play.
+    fn give_up(&mut self) -> bool {
+        self.relay.mode == RelayMode::Pull
+            && self
+                .ctx
+                .relays
+                .retire_if_unwatched(self.ctx, self.relay, &mut None::<()>)
+    }
 }
 
 /// One upstream connection, published as the relay's stream until it ends.
@@ -138,11 +134,4 @@ async fn session(
             }
         }
     }
-}
-
-/// A small hash of the id, to seed the jitter differently for every relay.
-pub(super) fn seed(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }

@@ -6,6 +6,7 @@
 //! codec configuration and its cached GOP, so the target gets a decodable stream at once. A slow
 //! target only makes this subscription skip frames; the publisher never waits for it.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use crate::hub::{Packet, ViewerEnd};
 use crate::server::Context;
 
 use super::backoff::Backoff;
+use super::retry::{self, End};
 use super::{Relay, RelayState};
 
 /// Longest one frame may take to leave for the target.
@@ -25,11 +27,6 @@ const READ_EVERY: Duration = Duration::from_millis(500);
 /// How often a push that waits for its stream to be published looks again.
 const WAIT_EVERY: Duration = Duration::from_millis(200);
 
-enum End {
-    Retry(String),
-    Stop,
-}
-
 /// Pushes `app/name` to `target`; with `until_unpublish` (a push task of the app), the relay ends
 /// with the publish, otherwise (created by the API) it waits for the next one.
 pub(super) async fn run(
@@ -38,40 +35,42 @@ pub(super) async fn run(
     target: String,
     until_unpublish: bool,
 ) {
-    let mut backoff = Backoff::new(super::pull::seed(&relay.id));
-    loop {
-        relay.set_state(RelayState::Connecting);
-        let end = tokio::select! {
-            end = push_once(&ctx, &relay, &target, until_unpublish, &mut backoff) => end,
-            _ = relay.stop.cancelled() => End::Stop,
-        };
-        let error = match end {
-            End::Stop => break,
-            End::Retry(e) => e,
-        };
-        relay.failed(error);
-        relay
-            .restarts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        relay.set_state(RelayState::BackingOff);
-        let delay = backoff.failed(Instant::now());
-        let gone = async {
-            // A push of a publish that ended has nothing left to retry for.
-            loop {
-                tokio::time::sleep(WAIT_EVERY).await;
-                if until_unpublish && !is_live(&ctx, &relay) {
-                    return;
-                }
+    let push = Push {
+        ctx: &ctx,
+        relay: &relay,
+        target: &target,
+        until_unpublish,
+    };
+    retry::run(&ctx, &relay, push).await;
+}
+
+struct Push<'a> {
+    ctx: &'a Arc<Context>,
+    relay: &'a Arc<Relay>,
+    target: &'a str,
+    until_unpublish: bool,
+}
+
+impl retry::Connect for Push<'_> {
+    fn connect(&mut self, backoff: &mut Backoff) -> impl Future<Output = End> + Send {
+        push_once(
+            self.ctx,
+            self.relay,
+            self.target,
+            self.until_unpublish,
+            backoff,
+        )
+    }
+
+    /// A push of a publish that ended has nothing left to retry for.
+    async fn gone(&self) {
+        loop {
+            tokio::time::sleep(WAIT_EVERY).await;
+            if self.until_unpublish && !is_live(self.ctx, self.relay) {
+                return;
             }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = gone => break,
-            _ = relay.stop.cancelled() => break,
         }
     }
-    relay.set_state(RelayState::Stopped);
-    ctx.relays.map().retain(|_, r| !Arc::ptr_eq(r, &relay));
 }
 
 fn is_live(ctx: &Context, relay: &Relay) -> bool {

@@ -16,6 +16,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use rill_media::params::{avc, hevc, unescape_rbsp};
 use rill_media::{Frame, FrameKind};
 
 /// Added to every output timestamp. Streams with B-frames need decode timestamps a few frames
@@ -187,93 +188,24 @@ impl Reorder {
     }
 }
 
-/// The reorder depth an H.264 SPS (NAL header included, emulation prevention in place) declares.
-///
-/// `max_num_reorder_frames` comes from the VUI's bitstream restrictions. Without them the
-/// spec infers the largest value the DPB allows, except where the stream cannot reorder at all:
-/// Baseline-compatible profiles have no B slices, and `pic_order_cnt_type` 2 ties output order
-/// to decode order.
+/// The reorder depth an H.264 SPS (NAL header included, emulation prevention in place) declares:
+/// see [`AvcSps::reorder_depth`](rill_media::params::avc::AvcSps::reorder_depth).
 pub fn h264_reorder_depth(sps_nal: &[u8]) -> Result<u32, ConvertError> {
-    use h264_reader::nal::sps::{PicOrderCntType, SeqParameterSet};
-    use h264_reader::rbsp::{decode_nal, BitReader};
-
-    let bad = |e: String| ConvertError::BadSps("H.264", e);
-    let rbsp = decode_nal(sps_nal).map_err(|e| bad(e.to_string()))?;
-    let sps =
-        SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| bad(format!("{e:?}")))?;
-    if let Some(r) = sps
-        .vui_parameters
-        .as_ref()
-        .and_then(|v| v.bitstream_restrictions.as_ref())
-    {
-        return Ok(r.max_num_reorder_frames);
-    }
-    let profile_idc = u8::from(sps.profile_idc);
-    let baseline = profile_idc == 66 || sps.constraint_flags.flag1();
-    if baseline || matches!(sps.pic_order_cnt, PicOrderCntType::TypeTwo) {
-        return Ok(0);
-    }
-    Ok(MAX_REORDER_DEPTH)
+    avc::parse_sps(&unescape_rbsp(sps_nal))
+        .and_then(|sps| sps.reorder_depth())
+        .map_err(|_| bad_sps("H.264"))
 }
 
 /// The reorder depth an H.265 SPS (2-byte NAL header included) declares:
 /// `sps_max_num_reorder_pics` of the highest sub-layer, H.265 §7.3.2.2.1.
 pub fn h265_reorder_depth(sps_nal: &[u8]) -> Result<u32, ConvertError> {
-    let rbsp = unescape(sps_nal);
-    let mut r = Bits::new(&rbsp);
-    let depth = (|| {
-        r.skip(16)?; // NAL unit header
-        r.skip(4)?; // sps_video_parameter_set_id
-        let max_sub_layers_minus1 = r.bits(3)?;
-        r.skip(1)?; // sps_temporal_id_nesting_flag
-                    // profile_tier_level(1, max_sub_layers_minus1): the general profile (88 bits) and level.
-        r.skip(88 + 8)?;
-        let mut profile_present = [false; 8];
-        let mut level_present = [false; 8];
-        for i in 0..max_sub_layers_minus1 as usize {
-            profile_present[i] = r.bits(1)? == 1;
-            level_present[i] = r.bits(1)? == 1;
-        }
-        if max_sub_layers_minus1 > 0 {
-            r.skip(2 * (8 - max_sub_layers_minus1))?;
-        }
-        for i in 0..max_sub_layers_minus1 as usize {
-            if profile_present[i] {
-                r.skip(88)?;
-            }
-            if level_present[i] {
-                r.skip(8)?;
-            }
-        }
-        r.ue()?; // sps_seq_parameter_set_id
-        if r.ue()? == 3 {
-            r.skip(1)?; // separate_colour_plane_flag
-        }
-        r.ue()?; // pic_width_in_luma_samples
-        r.ue()?; // pic_height_in_luma_samples
-        if r.bits(1)? == 1 {
-            for _ in 0..4 {
-                r.ue()?; // conformance window offsets
-            }
-        }
-        r.ue()?; // bit_depth_luma_minus8
-        r.ue()?; // bit_depth_chroma_minus8
-        r.ue()?; // log2_max_pic_order_cnt_lsb_minus4
-        let all_sub_layers = r.bits(1)? == 1;
-        let first = if all_sub_layers {
-            0
-        } else {
-            max_sub_layers_minus1
-        };
-        let mut depth = 0;
-        for _ in first..=max_sub_layers_minus1 {
-            r.ue()?; // sps_max_dec_pic_buffering_minus1
-            depth = r.ue()?; // sps_max_num_reorder_pics
-            r.ue()?; // sps_max_latency_increase_plus1
-        }
-        Some(depth)
-    })();
-    depth.ok_or_else(|| ConvertError::BadSps("H.265", "truncated or malformed".into()))
+    hevc::parse_sps(&unescape_rbsp(sps_nal))
+        .and_then(|sps| sps.reorder_depth())
+        .map_err(|_| bad_sps("H.265"))
+}
+
+fn bad_sps(codec: &'static str) -> ConvertError {
+    ConvertError::BadSps(codec, "truncated or malformed".into())
 }
 
 /// True if an HVCC access unit (4-byte length-prefixed NAL units) holds an IRAP picture: a VCL
@@ -293,65 +225,6 @@ pub fn h265_has_irap(mut au: &[u8]) -> bool {
         au = &rest[len..];
     }
     false
-}
-
-/// Removes emulation prevention bytes (`00 00 03` -> `00 00`).
-fn unescape(nal: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nal.len());
-    let mut zeros = 0;
-    for &b in nal {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
-/// A minimal MSB-first bit reader with Exp-Golomb codes; `None` past the end.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Bits<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Bits { data, pos: 0 }
-    }
-
-    fn bit(&mut self) -> Option<u32> {
-        let byte = *self.data.get(self.pos / 8)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Some(u32::from(bit))
-    }
-
-    fn bits(&mut self, n: u32) -> Option<u32> {
-        (0..n).try_fold(0u32, |acc, _| Some((acc << 1) | self.bit()?))
-    }
-
-    fn skip(&mut self, n: u32) -> Option<()> {
-        let end = self.pos + n as usize;
-        if end > self.data.len() * 8 {
-            return None;
-        }
-        self.pos = end;
-        Some(())
-    }
-
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            // Values that need more than 32 bits are malformed for every field read here.
-            if zeros > 31 {
-                return None;
-            }
-        }
-        Some((1u32 << zeros) - 1 + self.bits(zeros)?)
-    }
 }
 
 /// A picture held until its DTS is known (the first `depth` pictures of a reordered stream).
@@ -753,14 +626,6 @@ mod tests {
         assert_eq!(h265_reorder_depth(&hevc_sps(2)), Ok(2));
         let sps = hevc_sps(3);
         assert!(h265_reorder_depth(&sps[..10]).is_err());
-    }
-
-    #[test]
-    fn unescape_removes_emulation_prevention() {
-        assert_eq!(
-            unescape(&[0, 0, 3, 1, 0, 0, 3, 0, 3]),
-            vec![0, 0, 1, 0, 0, 0, 3]
-        );
     }
 
     #[test]

@@ -186,14 +186,33 @@ pub async fn bounded<F: Future<Output = ()>>(test: F) {
         .expect("test did not finish in time");
 }
 
+/// A server on loopback ephemeral ports.
 pub async fn start_server() -> rill::ServerHandle {
+    start_server_from(rill::Config::loopback_ephemeral()).await
+}
+
+/// A server with `config`, started within 10 s.
+pub async fn start_server_from(config: rill::Config) -> rill::ServerHandle {
     timeout(
         Duration::from_secs(10),
-        rill::Server::builder(rill::Config::loopback_ephemeral()).start(),
+        rill::Server::builder(config).start(),
     )
     .await
     .expect("server start timed out")
     .expect("server failed to start")
+}
+
+/// A server with the configuration file text `toml` (parsed and validated as a file is), its
+/// RTMP, HTTP, HTTPS and RTMPS listeners moved to loopback ephemeral ports.
+pub async fn start_server_with(toml: &str) -> rill::ServerHandle {
+    let mut c = rill::Config::from_toml(toml, "test config")
+        .unwrap_or_else(|e| panic!("the configuration is refused: {e}\n---\n{toml}"));
+    let l = rill::Config::loopback_ephemeral();
+    (c.rtmp.host, c.rtmp.port) = (l.rtmp.host, 0);
+    (c.http.host, c.http.port) = (l.http.host, 0);
+    (c.https.host, c.https.port) = (l.https.host, 0);
+    (c.rtmps.host, c.rtmps.port) = (l.rtmps.host, 0);
+    start_server_from(c).await
 }
 
 pub fn rtmp_url(server: &rill::ServerHandle, app: &str, stream: &str) -> String {
@@ -228,6 +247,41 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the async `check` every 100 ms; true as soon as it holds, false once `limit` has passed.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The body of a `Transfer-Encoding: chunked` HTTP response, decoded; `None` if it is cut short
+/// or malformed.
+pub fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
     }
 }
 

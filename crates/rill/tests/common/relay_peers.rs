@@ -23,6 +23,8 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
+use super::dechunk;
+
 /// Where Debian's libnginx-mod-rtmp installs the module.
 pub const NGINX_RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 
@@ -225,29 +227,13 @@ impl NginxRtmp {
 /// second; 440 Hz AAC at 44.1 kHz). The container follows the extension (`.flv`, `.mp4`; MP4 gets
 /// its `moov` first). Panics with ffmpeg's words if it fails.
 pub async fn make_clip(ffmpeg: &Path, path: &Path, seconds: u32) {
-    let mut cmd = Command::new(ffmpeg);
-    cmd.args([
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-y",
-    ])
-    .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-    .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-    .args([
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-    ])
-    .args([
-        "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-    ])
-    .args(["-t", &seconds.to_string()]);
+    let mut cmd = super::ffmpeg_test_source(ffmpeg, (1280, 720), 30, 44100, false);
+    cmd.arg("-y")
+        .args(super::X264_LIVE)
+        .args([
+            "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        ])
+        .args(["-t", &seconds.to_string()]);
     if path.extension().is_some_and(|e| e == "mp4") {
         cmd.args(["-movflags", "+faststart"]);
     }
@@ -407,21 +393,6 @@ fn parse_reply(raw: &[u8]) -> Option<HttpReply> {
         reply.body = dechunk(&reply.body)?;
     }
     Some(reply)
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
 }
 
 /// Sends `GET path` and reads only the status line and headers (a media response such as
