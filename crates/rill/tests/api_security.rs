@@ -26,16 +26,6 @@ use tokio::time::timeout;
 
 const LOGIN: (&str, &str) = ("admin", "s3cret");
 
-async fn start(config: rill::Config) -> rill::ServerHandle {
-    timeout(
-        Duration::from_secs(10),
-        rill::Server::builder(config).start(),
-    )
-    .await
-    .expect("server start timed out")
-    .expect("server failed to start")
-}
-
 async fn get(addr: SocketAddr, path: &str) -> HttpReply {
     http_request(addr, "GET", path, None, Body::None).await
 }
@@ -61,7 +51,7 @@ fn relay_body() -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defaults_let_loopback_clients_change_things() {
     bounded(async {
-        let server = start(rill::Config::loopback_ephemeral()).await;
+        let server = start_server_from(rill::Config::loopback_ephemeral()).await;
         let http = server.http_addr();
         let _publisher = publish(&server, "cam").await;
 
@@ -110,7 +100,7 @@ async fn without_loopback_trust_every_change_is_refused_and_reads_stay_open() {
     bounded(async {
         let mut config = rill::Config::loopback_ephemeral();
         config.auth.api_loopback = false;
-        let server = start(config).await;
+        let server = start_server_from(config).await;
         let http = server.http_addr();
         let _publisher = publish(&server, "cam").await;
         let sessions_before = server.sessions().list().len();
@@ -165,7 +155,7 @@ async fn with_api_auth_basic_auth_decides() {
         config.auth.api_pass = LOGIN.1.into();
         // Loopback trust off too: with auth.api, the login alone decides.
         config.auth.api_loopback = false;
-        let server = start(config).await;
+        let server = start_server_from(config).await;
         let http = server.http_addr();
         let _publisher = publish(&server, "cam").await;
 
@@ -263,7 +253,7 @@ async fn the_guard_holds_over_https_too() {
             config.https.cert = cert_path.display().to_string();
             config.https.key = key_path.display().to_string();
             config.auth.api_loopback = loopback;
-            let server = start(config).await;
+            let server = start_server_from(config).await;
             let https = server.https_addr().expect("https listening");
             assert_eq!(https_status(https, &der, "GET", "/api/sessions").await, 200);
             let status = https_status(https, &der, "DELETE", "/api/sessions/999999").await;

@@ -19,13 +19,7 @@ async fn start_limited() -> rill::ServerHandle {
     let mut config = rill::Config::loopback_ephemeral();
     config.rtmp.max_connections_per_ip = LIMIT;
     config.http.max_connections_per_ip = LIMIT;
-    timeout(
-        Duration::from_secs(10),
-        rill::Server::builder(config).start(),
-    )
-    .await
-    .expect("server start timed out")
-    .expect("server failed to start")
+    start_server_from(config).await
 }
 
 /// What the server does with a connection that sends nothing: `Some(bytes)` if it closed it

@@ -73,6 +73,25 @@ impl PerIp {
     }
 }
 
+/// Counts and logs (one line) a connection refused by `limit`, the per-address limit of config
+/// key `key`.
+pub fn refused(
+    counters: &crate::control::sessions::SessionCounters,
+    limit: &PerIp,
+    peer: std::net::SocketAddr,
+    what: &str,
+    key: &str,
+) {
+    counters
+        .refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(
+        %peer,
+        limit = limit.limit(),
+        "{what} connection refused: {key} reached for this address"
+    );
+}
+
 impl Drop for PerIpPermit {
     fn drop(&mut self) {
         let mut open = lock(&self.inner.open);

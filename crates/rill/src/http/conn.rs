@@ -67,15 +67,8 @@ Content-Length: 56\r\nConnection: close\r\n\r\ntoo many connections from your ad
 
 /// Counts and logs a connection refused by the per-address limit (one line per refusal).
 pub(super) fn refused_per_ip(ctx: &Context, peer: SocketAddr, port: &'static str) {
-    ctx.sessions
-        .counters
-        .refused
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(
-        %peer,
-        limit = ctx.http_per_ip.limit(),
-        "{port} connection refused: http.max_connections_per_ip reached for this address"
-    );
+    let key = "http.max_connections_per_ip";
+    crate::control::limits::refused(&ctx.sessions.counters, &ctx.http_per_ip, peer, port, key);
 }
 
 /// Serves one connection with hyper and the router until it ends, or until shortly after

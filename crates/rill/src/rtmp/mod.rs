@@ -25,14 +25,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, tls: Option<TlsAcce
             continue;
         };
         let Some(per_ip) = ctx.rtmp_per_ip.try_acquire(peer.ip()) else {
-            ctx.sessions
-                .counters
-                .refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(
-                %peer,
-                limit = ctx.rtmp_per_ip.limit(),
-                "rtmp connection refused: rtmp.max_connections_per_ip reached for this address"
+            let what = if tls.is_some() { "rtmps" } else { "rtmp" };
+            let key = "rtmp.max_connections_per_ip";
+            crate::control::limits::refused(
+                &ctx.sessions.counters,
+                &ctx.rtmp_per_ip,
+                peer,
+                what,
+                key,
             );
             continue;
         };
